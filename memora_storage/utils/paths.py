@@ -1,0 +1,110 @@
+"""Path rules for the content store: what a content path may be, and how it maps to disk and URL.
+
+Every path that reaches the disk or a URL goes through `validate_relpath`, so nothing can escape
+the content root whatever a document name or an API caller sends.
+"""
+
+import functools
+import os
+import unicodedata
+from pathlib import Path
+from urllib.parse import quote
+
+# Where the files live inside a site: `/files/...` is served from `public/files/...` by nginx,
+# `bench serve` and Frappe Cloud alike, so the local URL below resolves everywhere.
+CONTENT_DIR = "memora_content"
+SITE_RELATIVE_ROOT = ("public", "files", CONTENT_DIR)
+LOCAL_URL_PREFIX = f"/files/{CONTENT_DIR}"
+
+PREV_SUFFIX = ".prev"
+TEMP_PREFIX = "."
+TEMP_SUFFIX = ".tmp"
+
+# ext4, xfs and most network filesystems cap a file name at 255 bytes.
+MAX_SEGMENT_BYTES = 255
+MAX_PATH_CHARS = 1000
+
+
+class InvalidPathError(ValueError):
+	"""A name or path that could escape the content root, or that no file could carry."""
+
+
+def validate_segment(segment: str, what: str = "name") -> str:
+	"""Return `segment` if it is safe as one path component, else raise InvalidPathError."""
+	if not isinstance(segment, str):
+		raise InvalidPathError(f"{what} must be text, got {type(segment).__name__}")
+	if not segment or not segment.strip():
+		raise InvalidPathError(f"{what} is empty")
+	if segment in (".", ".."):
+		raise InvalidPathError(f"{what} {segment!r} is not allowed: it would leave its folder")
+	for char in segment:
+		if char in "/\\":
+			raise InvalidPathError(f"{what} {segment!r} contains a path separator {char!r}")
+		if char == "\0" or unicodedata.category(char) == "Cc":
+			raise InvalidPathError(f"{what} {segment!r} contains a control character U+{ord(char):04X}")
+	if segment.startswith(TEMP_PREFIX):
+		raise InvalidPathError(f"{what} {segment!r} starts with '.', which is reserved for temporary files")
+	if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+		raise InvalidPathError(f"{what} is longer than {MAX_SEGMENT_BYTES} bytes: {segment[:40]!r}…")
+	return segment
+
+
+def validate_relpath(path: str) -> str:
+	"""Return a content path ('plans/P1/manifest.json') if every part of it is safe, else raise."""
+	if not isinstance(path, str):
+		raise InvalidPathError(f"path must be text, got {type(path).__name__}")
+	if not path:
+		raise InvalidPathError("path is empty")
+	if len(path) > MAX_PATH_CHARS:
+		raise InvalidPathError(f"path is longer than {MAX_PATH_CHARS} characters")
+	if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+		raise InvalidPathError(f"path {path!r} must be relative to the content root")
+	if "\\" in path:
+		raise InvalidPathError(f"path {path!r} contains a backslash")
+	for segment in path.split("/"):
+		validate_segment(segment, "path part")
+	if path.endswith(PREV_SUFFIX) or path.endswith(TEMP_SUFFIX):
+		raise InvalidPathError(f"path {path!r} names a backup or temporary file, not content")
+	return path
+
+
+def render_path(template: str, values: dict[str, str]) -> str:
+	"""Fill a path rule such as 'plans/{plan}/subjects/{name}.json' with validated names."""
+	safe = {key: validate_segment(str(value) if value is not None else "", key) for key, value in values.items()}
+	try:
+		path = template.format(**safe)
+	except KeyError as missing:
+		raise InvalidPathError(f"path rule {template!r} needs a value for {missing}")
+	return validate_relpath(path)
+
+
+def content_root(site_path: str | os.PathLike) -> Path:
+	"""The content root of a site: `sites/SITE/public/files/memora_content`."""
+	return Path(site_path).joinpath(*SITE_RELATIVE_ROOT)
+
+
+def resolve(root: str | os.PathLike, path: str) -> Path:
+	"""Absolute file path for a content path, guaranteed to lie under `root`."""
+	root = Path(root)
+	target = root.joinpath(*validate_relpath(path).split("/"))
+	# Defence in depth against symlinks planted inside the root.
+	real_root = os.path.realpath(root)
+	if os.path.commonpath([real_root, os.path.realpath(target)]) != real_root:
+		raise InvalidPathError(f"path {path!r} resolves outside the content root")
+	return target
+
+
+def prev_path(target: Path) -> Path:
+	"""Where the previous version of `target` is kept (FR-004)."""
+	return target.with_name(target.name + PREV_SUFFIX)
+
+
+def is_content_file(name: str) -> bool:
+	"""True for a content file name, False for `.prev` backups and in-flight temp files."""
+	return not (name.startswith(TEMP_PREFIX) or name.endswith(PREV_SUFFIX) or name.endswith(TEMP_SUFFIX))
+
+
+@functools.lru_cache(maxsize=65536)
+def url_path(path: str) -> str:
+	"""Percent-encode each part of a content path for use in a URL ('#', '?', Arabic, spaces)."""
+	return "/".join(quote(segment, safe="") for segment in validate_relpath(path).split("/"))
