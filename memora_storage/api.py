@@ -1,0 +1,93 @@
+"""Whitelisted methods: the URL resolver for frontends, and administrator actions on content files.
+
+`get_content_url` is the global resolver of FR-006: import it in Python
+(`from memora_storage.api import get_content_url`), call it in Jinja, or GET
+`/api/method/memora_storage.api.get_content_url?path=units/U1.json` without logging in.
+"""
+
+import json
+
+import frappe
+from frappe import _
+from frappe.rate_limiter import rate_limit
+
+from memora_storage import content_files, settings
+from memora_storage.utils import paths
+from memora_storage.utils.resolver import get_content_url as resolve_url
+from memora_storage.utils.store import FileOperationError
+
+MAX_BATCH = 1000
+
+
+class InvalidContentPath(frappe.ValidationError):
+	http_status_code = 400
+
+
+def _resolve(path: str, url_settings) -> str:
+	try:
+		return resolve_url(path, url_settings)
+	except paths.InvalidPathError as e:
+		frappe.throw(_("Invalid content path: {0}").format(e), InvalidContentPath, title=_("Invalid path"))
+
+
+@frappe.whitelist(allow_guest=True, methods=["GET"])
+@rate_limit(limit=1200, seconds=60)
+def get_content_url(path: str) -> str:
+	"""The URL of a content path, on the CDN or on this server as CDN Settings say right now."""
+	return _resolve(path, settings.url_settings())
+
+
+@frappe.whitelist(allow_guest=True, methods=["GET", "POST"])
+@rate_limit(limit=120, seconds=60)
+def get_content_urls(paths: str | list[str]) -> dict[str, str]:
+	"""URLs for up to 1,000 paths at once, all resolved from one settings snapshot."""
+	if isinstance(paths, str):
+		try:
+			paths = json.loads(paths)
+		except ValueError:
+			frappe.throw(_("paths must be a JSON list of content paths"), InvalidContentPath)
+	if not isinstance(paths, list):
+		frappe.throw(_("paths must be a list of content paths"), InvalidContentPath)
+	if len(paths) > MAX_BATCH:
+		frappe.throw(
+			_("At most {0} paths per call, got {1}").format(MAX_BATCH, len(paths)), InvalidContentPath
+		)
+	url_settings = settings.url_settings()
+	return {path: _resolve(path, url_settings) for path in paths}
+
+
+@frappe.whitelist(methods=["POST"])
+def rollback(path: str) -> dict:
+	"""Make the previous version of a content file live again (FR-004); the CDN copy follows."""
+	frappe.only_for("System Manager")
+	try:
+		paths.validate_relpath(path)
+		result = settings.content_store().rollback(path)
+	except paths.InvalidPathError as e:
+		frappe.throw(_("Invalid content path: {0}").format(e), InvalidContentPath)
+	except FileOperationError as e:
+		frappe.throw(
+			_("Could not roll back {0}: {1}").format(frappe.bold(path), e), title=_("Rollback failed")
+		)
+	row = (
+		frappe.db.get_value(
+			content_files.DOCTYPE,
+			content_files.row_name(path),
+			["reference_doctype", "reference_name"],
+			as_dict=True,
+		)
+		or frappe._dict()
+	)
+	content_files.record_write(result, row.reference_doctype, row.reference_name)
+	frappe.msgprint(_("{0} rolled back to its previous version.").format(frappe.bold(path)), alert=True)
+	return {"path": result.path, "sha256": result.sha256, "size": result.size}
+
+
+@frappe.whitelist(methods=["POST"])
+def rebuild_all() -> None:
+	"""Queue a re-render of every content file (e.g. after restoring a backup)."""
+	frappe.only_for("System Manager")
+	from memora_storage.tasks import enqueue_relink
+
+	enqueue_relink()
+	frappe.msgprint(_("All content files are being rebuilt in the background."), alert=True)

@@ -1,0 +1,290 @@
+"""Content map, rendering, and the document events that keep the files in step with the database.
+
+A save or delete of a mapped document is remembered during the request and carried out once the
+database commit has landed: files then always describe committed data, and a delete that a link
+check or a rollback undoes leaves the files alone. The save itself is never blocked by the disk:
+a write that fails (disk low, permission denied) is logged, marked Pending on its Content File
+row, and retried every minute by `tasks.retry_pending_writes` until it succeeds.
+"""
+
+import string
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import frappe
+from frappe import _
+from frappe.model.document import Document
+
+from memora_storage import content_files, settings
+from memora_storage.utils import canonical, paths
+from memora_storage.utils.resolver import UrlSettings
+from memora_storage.utils.resolver import get_content_url as resolve_url
+from memora_storage.utils.store import ContentStore, FileOperationError
+
+
+@dataclass(frozen=True)
+class ContentType:
+	"""How one DocType becomes a file: where it lives, which file lists it, how it is serialised."""
+
+	doctype: str
+	path: str
+	parent_field: str | None = None
+	parent_doctype: str | None = None
+	list_key: str | None = None
+	folder: str | None = None
+	serializer: str = "memora_storage.content.serialize"
+	order_by: str = "creation asc, name asc"
+
+	@property
+	def path_fields(self) -> list[str]:
+		return [name for _, name, _, _ in string.Formatter().parse(self.path) if name]
+
+
+DEFAULT_CONTENT_MAP = {
+	"Plan": ContentType("Plan", "plans/{name}/manifest.json", folder="plans/{name}"),
+	"Subject": ContentType(
+		"Subject",
+		"plans/{plan}/subjects/{name}.json",
+		parent_field="plan",
+		parent_doctype="Plan",
+		list_key="subjects",
+	),
+	"Unit": ContentType(
+		"Unit", "units/{name}.json", parent_field="subject", parent_doctype="Subject", list_key="units"
+	),
+}
+
+
+def get_content_map() -> dict[str, ContentType]:
+	"""The defaults, passed through every `memora_content_map` hook (a function taking and returning the map)."""
+	content_map = dict(DEFAULT_CONTENT_MAP)
+	for hook in frappe.get_hooks("memora_content_map"):
+		content_map = frappe.get_attr(hook)(content_map)
+	return content_map
+
+
+def path_of(content_type: ContentType, doc) -> str:
+	"""The content path of a document or a row carrying the fields its path rule names."""
+	return paths.render_path(content_type.path, {name: doc.get(name) for name in content_type.path_fields})
+
+
+def folder_of(content_type: ContentType, name: str) -> str | None:
+	return paths.render_path(content_type.folder, {"name": name}) if content_type.folder else None
+
+
+@dataclass
+class RenderContext:
+	"""One settings snapshot per batch of files, so all their links point the same way."""
+
+	content_map: dict[str, ContentType]
+	url_settings: UrlSettings
+
+	def url(self, path: str) -> str:
+		return resolve_url(path, self.url_settings)
+
+	def children(self, doc: Document) -> dict[str, list[dict]]:
+		"""The entries a parent's file lists: each child's name, title and URL."""
+		listed = {}
+		for child in self.content_map.values():
+			if child.parent_doctype != doc.doctype or not child.list_key:
+				continue
+			meta = frappe.get_meta(child.doctype)
+			title_field = meta.title_field if meta.title_field and meta.has_field(meta.title_field) else None
+			fields = {"name", *child.path_fields, *([title_field] if title_field else [])}
+			rows = frappe.get_all(
+				child.doctype,
+				filters={child.parent_field: doc.name},
+				fields=sorted(fields),
+				order_by=child.order_by,
+			)
+			listed[child.list_key] = [
+				{
+					"name": row.name,
+					"title": row.get(title_field) if title_field else row.name,
+					"url": self.url(path_of(child, row)),
+				}
+				for row in rows
+			]
+		return listed
+
+
+def serialize(doc: Document, ctx: RenderContext) -> dict:
+	"""Default serialiser: the document's own fields plus the files it lists, with their URLs."""
+	password_fields = {df.fieldname for df in doc.meta.fields if df.fieldtype == "Password"}
+	data = {
+		key: value
+		for key, value in doc.as_dict(no_default_fields=True, convert_dates_to_str=True).items()
+		if not key.startswith("_") and key not in password_fields
+	}
+	data.update(doctype=doc.doctype, name=doc.name, modified=str(doc.modified))
+	data.update(ctx.children(doc))
+	return data
+
+
+def render(doc: Document, ctx: RenderContext) -> tuple[str, bytes]:
+	"""The path and exact bytes of a document's file."""
+	content_type = ctx.content_map[doc.doctype]
+	return path_of(content_type, doc), canonical.dumps(frappe.get_attr(content_type.serializer)(doc, ctx))
+
+
+def new_context() -> RenderContext:
+	return RenderContext(get_content_map(), settings.url_settings())
+
+
+def write_document(doc: Document, ctx: RenderContext, store: ContentStore) -> bool:
+	"""Render and write one document's file and record it; False (logged, row Pending) on failure."""
+	path, data = render(doc, ctx)
+	try:
+		result = store.write(path, data)
+	except FileOperationError as e:
+		content_files.record_failure(path, doc.doctype, doc.name, e)
+		return False
+	content_files.record_write(result, doc.doctype, doc.name)
+	return True
+
+
+# Document events -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+	"""What the current transaction will do to files once it commits."""
+
+	renders: dict[tuple[str, str], None] = field(default_factory=dict)
+	removals: dict[str, bool] = field(default_factory=dict)  # path -> is a folder
+
+
+def _pending() -> _Pending:
+	pending = getattr(frappe.local, "memora_storage_pending", None)
+	if pending is None:
+		pending = frappe.local.memora_storage_pending = _Pending()
+		frappe.db.after_commit.add(flush)
+		frappe.db.after_rollback.add(_forget)
+	return pending
+
+
+def _forget() -> None:
+	frappe.local.memora_storage_pending = None
+
+
+def _content_type(doc: Document) -> ContentType | None:
+	return get_content_map().get(doc.doctype)
+
+
+def validate(doc: Document, method: str | None = None) -> None:
+	"""Refuse a name that cannot become a safe file path before anything is saved."""
+	if content_type := _content_type(doc):
+		try:
+			path_of(content_type, doc)
+		except paths.InvalidPathError as e:
+			frappe.throw(
+				_("{0} {1} cannot be stored as a content file: {2}").format(
+					_(doc.doctype), frappe.bold(doc.name), e
+				),
+				title=_("Invalid name for content"),
+			)
+
+
+def on_update(doc: Document, method: str | None = None) -> None:
+	"""Queue this file and its parent's for writing after commit; a moved document leaves its old path."""
+	content_type = _content_type(doc)
+	if not content_type:
+		return
+	pending = _pending()
+	pending.renders[(doc.doctype, doc.name)] = None
+	_queue_parent(pending, content_type, doc)
+	before = doc.get_doc_before_save()
+	if before:
+		old_path = path_of(content_type, before)
+		if old_path != path_of(content_type, doc):
+			pending.removals[old_path] = False
+		_queue_parent(pending, content_type, before)
+
+
+def on_trash(doc: Document, method: str | None = None) -> None:
+	"""Queue removal of the file (or the folder it owns) and a re-render of its parent."""
+	content_type = _content_type(doc)
+	if not content_type:
+		return
+	pending = _pending()
+	pending.removals[path_of(content_type, doc)] = False
+	if folder := folder_of(content_type, doc.name):
+		pending.removals[folder] = True
+	pending.renders.pop((doc.doctype, doc.name), None)
+	_queue_parent(pending, content_type, doc)
+
+
+def after_rename(doc: Document, method: str | None, old: str, new: str, merge: bool = False) -> None:
+	"""Move the files: drop the old name's, write the new one's and those of children whose path it names."""
+	content_type = _content_type(doc)
+	if not content_type:
+		return
+	pending = _pending()
+	old_doc = frappe._dict(doc.as_dict(), name=old)
+	pending.removals[path_of(content_type, old_doc)] = False
+	if folder := folder_of(content_type, old):
+		pending.removals[folder] = True
+	pending.renders[(doc.doctype, new)] = None
+	_queue_parent(pending, content_type, doc)
+	for child in get_content_map().values():
+		if child.parent_doctype == doc.doctype and child.parent_field in child.path_fields:
+			for name in frappe.get_all(child.doctype, filters={child.parent_field: new}, pluck="name"):
+				pending.renders[(child.doctype, name)] = None
+
+
+def _queue_parent(pending: _Pending, content_type: ContentType, doc) -> None:
+	"""The parent's file lists this document, so it is rendered again too."""
+	if content_type.parent_doctype and (parent := doc.get(content_type.parent_field)):
+		pending.renders[(content_type.parent_doctype, parent)] = None
+
+
+def flush() -> None:
+	"""Carry out the committed transaction's file work, then commit the Content File rows it wrote."""
+	pending = getattr(frappe.local, "memora_storage_pending", None)
+	_forget()
+	if not pending:
+		return
+	try:
+		failed = apply(pending.removals, pending.renders)
+	except Exception:
+		frappe.db.rollback()
+		frappe.log_error(title=_("Memora Storage: content files not updated"))
+		failed = True
+	frappe.db.commit()
+	if failed:
+		frappe.msgprint(
+			_(
+				"Saved. Some content files could not be written yet; they are retried every minute. See Content File and Error Log."
+			),
+			indicator="orange",
+			alert=True,
+		)
+
+
+def apply(removals: dict[str, bool], renders: Iterable[tuple[str, str]]) -> bool:
+	"""Remove then write files; True if any write failed (already logged and marked Pending)."""
+	store = settings.content_store()
+	for path, is_folder in removals.items():
+		removed = store.remove_tree(path) if is_folder else store.remove(path)
+		content_files.record_removal(path, is_folder, removed)
+	ctx = new_context()
+	failed = False
+	for doctype, name in renders:
+		if frappe.db.exists(doctype, name):
+			failed |= not write_document(frappe.get_doc(doctype, name), ctx, store)
+	return failed
+
+
+def write_all(doctypes: Iterable[str] | None = None, commit_every: int = 500) -> dict[str, int]:
+	"""Render every mapped document again (after a URL base change, or by hand); returns counts."""
+	ctx = new_context()
+	store = settings.content_store()
+	counts = {"written": 0, "failed": 0}
+	for doctype in doctypes or ctx.content_map:
+		for index, name in enumerate(frappe.get_all(doctype, pluck="name", order_by="name asc"), 1):
+			ok = write_document(frappe.get_doc(doctype, name), ctx, store)
+			counts["written" if ok else "failed"] += 1
+			if index % commit_every == 0:
+				frappe.db.commit()
+	frappe.db.commit()
+	return counts

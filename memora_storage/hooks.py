@@ -1,0 +1,33 @@
+app_name = "memora_storage"
+app_title = "Memora Storage"
+app_publisher = "Memora"
+app_description = "Local-first storage for generated JSON content, synced to an S3-compatible CDN, with instant local fallback"
+app_email = "dev@memora.example"
+app_license = "mit"
+required_apps = ["frappe"]
+
+# Content documents (Plan, Subject, Unit by default; see memora_storage.content.get_content_map)
+# are written to disk after their transaction commits. The handlers return at once for any
+# DocType outside the content map.
+doc_events = {
+	"*": {
+		"validate": "memora_storage.content.validate",
+		"on_update": "memora_storage.content.on_update",
+		"on_trash": "memora_storage.content.on_trash",
+		"after_rename": "memora_storage.content.after_rename",
+	}
+}
+
+scheduler_events = {
+	"cron": {
+		"* * * * *": [
+			"memora_storage.tasks.retry_pending_writes",
+		],
+	},
+}
+
+jinja = {"methods": ["memora_storage.api.get_content_url"]}
+
+# Another app may change the content map: a dotted path to a function that takes the map
+# (DocType -> memora_storage.content.ContentType) and returns it.
+# memora_content_map = ["my_app.memora.content_map"]

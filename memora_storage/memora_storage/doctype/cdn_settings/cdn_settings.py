@@ -1,0 +1,71 @@
+# Copyright (c) 2026, Memora and contributors
+# For license information, please see license.txt
+
+from urllib.parse import urlparse
+
+import frappe
+from frappe import _
+from frappe.model.document import Document
+
+from memora_storage import settings
+from memora_storage.tasks import enqueue_relink
+
+
+class CDNSettings(Document):
+	@property
+	def current_base_url(self) -> str:
+		"""Shown on the form so an administrator sees where URLs point right now."""
+		return settings.url_settings().base_url
+
+	def validate(self):
+		for fieldname in ("cdn_base_url", "local_domain", "endpoint_url"):
+			self.set(fieldname, (self.get(fieldname) or "").strip().rstrip("/"))
+			if self.get(fieldname):
+				validate_http_url(self.get(fieldname), self.meta.get_label(fieldname))
+		self.key_prefix = (self.key_prefix or "").strip().strip("/")
+		if self.key_prefix:
+			self.key_prefix += "/"
+		if self.enable_cdn:
+			if not self.cdn_base_url:
+				frappe.throw(
+					_("Enter a CDN Base URL before enabling the CDN, or leave Enable CDN off."),
+					title=_("CDN Base URL missing"),
+				)
+			if not self.bucket:
+				frappe.throw(
+					_("Enter the Bucket that the CDN serves before enabling the CDN."),
+					title=_("Bucket missing"),
+				)
+		if self.min_free_disk_percent is not None and not 0 <= self.min_free_disk_percent < 100:
+			frappe.throw(_("Minimum Free Disk (%) must be between 0 and 100."))
+
+	def on_update(self):
+		before = self.get_doc_before_save()
+		frappe.db.after_commit.add(settings.invalidate)
+		if before and _base_url(before) != _base_url(self):
+			# Links inside written files follow the resolver, so they must be re-rendered (DESIGN.md).
+			enqueue_relink()
+
+
+def _base_url(doc: Document) -> str:
+	return settings.url_settings(
+		{
+			"enable_cdn": bool(doc.enable_cdn),
+			"cdn_base_url": doc.cdn_base_url or "",
+			"local_fallback_mode": bool(doc.local_fallback_mode),
+			"local_domain": doc.local_domain or "",
+			"min_free_disk_percent": doc.min_free_disk_percent,
+		}
+	).base_url
+
+
+def validate_http_url(url: str, label: str) -> None:
+	"""Refuse anything but an absolute http(s) URL, with the field's label in the message."""
+	parsed = urlparse(url)
+	if parsed.scheme not in ("http", "https") or not parsed.netloc:
+		frappe.throw(
+			_("{0} must be an absolute http:// or https:// URL, got {1}").format(_(label), frappe.bold(url)),
+			title=_("Invalid URL"),
+		)
+	if parsed.query or parsed.fragment:
+		frappe.throw(_("{0} must not contain '?' or '#': {1}").format(_(label), frappe.bold(url)))

@@ -1,0 +1,14 @@
+// Copyright (c) 2026, Memora and contributors
+// For license information, please see license.txt
+
+frappe.listview_settings["Content File"] = {
+	add_fields: ["local_status", "sync_status", "sync_operation"],
+	get_indicator(doc) {
+		if (doc.local_status === "Pending") return [__("Write Pending"), "orange", "local_status,=,Pending"];
+		if (doc.local_status === "Failed") return [__("Write Failed"), "red", "local_status,=,Failed"];
+		const colors = { Pending: "orange", Syncing: "blue", Synced: "green", Failed: "red" };
+		if (doc.sync_status)
+			return [__(doc.sync_status), colors[doc.sync_status] || "gray", `sync_status,=,${doc.sync_status}`];
+		return [__(doc.local_status || "Unknown"), "gray", `local_status,=,${doc.local_status}`];
+	},
+};
