@@ -4,7 +4,6 @@ app_publisher = "Memora"
 app_description = "Local-first storage for generated JSON content, synced to an S3-compatible CDN, with instant local fallback"
 app_email = "dev@memora.example"
 app_license = "mit"
-required_apps = ["frappe"]
 
 # Content documents (Plan, Subject, Unit by default; see memora_storage.content.get_content_map)
 # are written to disk after their transaction commits. The handlers return at once for any
@@ -17,6 +16,9 @@ doc_events = {
 		"after_rename": "memora_storage.content.after_rename",
 	}
 }
+
+# A Content File row records a document's file; it must not stop the document's deletion.
+ignore_links_on_delete = ["Content File"]
 
 scheduler_events = {
 	"cron": {

@@ -1,14 +1,16 @@
 """CDN Settings as every process sees them: a snapshot that follows a save on its next call (SC-002).
 
-The snapshot lives in Redis beside a version number that a settings save bumps after its commit.
-A reader takes both in one round trip and ignores a snapshot stored under an older version, so a
-process that read the database just before a save can never pin the old values in the cache.
+A settings save publishes its values to Redis once its commit has landed; every web request and
+job reads them from there. The database is read only when the key is missing (a flushed cache),
+and that copy is stored with NX, so it can never overwrite what a save has just published: a
+worker whose transaction began before the save must not pin the old values.
 """
 
 import json
 
 import frappe
-from frappe.utils import flt, get_url
+from frappe.model.document import Document
+from frappe.utils import cint, flt, get_url
 
 from memora_storage.utils import paths
 from memora_storage.utils.disk import DEFAULT_MIN_FREE_PERCENT
@@ -17,45 +19,33 @@ from memora_storage.utils.store import ContentStore
 
 DOCTYPE = "CDN Settings"
 SNAPSHOT_KEY = "memora_storage:settings"
-VERSION_KEY = "memora_storage:settings_version"
 
 
-def _keys() -> tuple[str, str]:
-	return frappe.cache.make_key(SNAPSHOT_KEY), frappe.cache.make_key(VERSION_KEY)
-
-
-def _read_from_db() -> dict:
-	values = frappe.db.get_singles_dict(DOCTYPE, cast=True)
+def snapshot_values(source: dict | Document) -> dict:
+	"""The non-secret values every process needs, from a settings document or its stored fields."""
+	min_free = source.get("min_free_disk_percent")
 	return {
-		"enable_cdn": bool(values.get("enable_cdn")),
-		"cdn_base_url": (values.get("cdn_base_url") or "").strip(),
-		"local_fallback_mode": bool(values.get("local_fallback_mode")),
-		"local_domain": (values.get("local_domain") or "").strip(),
-		"min_free_disk_percent": flt(values.get("min_free_disk_percent"), 3)
-		if values.get("min_free_disk_percent") is not None
-		else DEFAULT_MIN_FREE_PERCENT,
+		"enable_cdn": bool(cint(source.get("enable_cdn"))),
+		"cdn_base_url": (source.get("cdn_base_url") or "").strip(),
+		"local_fallback_mode": bool(cint(source.get("local_fallback_mode"))),
+		"local_domain": (source.get("local_domain") or "").strip(),
+		"min_free_disk_percent": DEFAULT_MIN_FREE_PERCENT if min_free in (None, "") else flt(min_free),
 	}
 
 
 def get_settings() -> dict:
-	"""The non-secret CDN Settings values, fresh as of the last committed save."""
-	snapshot_key, version_key = _keys()
-	cached, version = frappe.cache.mget([snapshot_key, version_key])
-	version = int(version or 0)
-	if cached:
-		entry = json.loads(cached)
-		if entry["version"] == version:
-			return entry["values"]
-	values = _read_from_db()
-	frappe.cache.set(snapshot_key, json.dumps({"version": version, "values": values}))
+	"""The non-secret CDN Settings values, as of the last committed save."""
+	key = frappe.cache.make_key(SNAPSHOT_KEY)
+	if cached := frappe.cache.get(key):
+		return json.loads(cached)
+	values = snapshot_values(frappe.db.get_singles_dict(DOCTYPE))
+	frappe.cache.set(key, json.dumps(values), nx=True)
 	return values
 
 
-def invalidate() -> None:
-	"""Make every process read the settings anew; called after the save is committed."""
-	snapshot_key, version_key = _keys()
-	frappe.cache.incr(version_key)
-	frappe.cache.delete(snapshot_key)
+def publish(values: dict) -> None:
+	"""Make every process use `values` from its next call on; run after the save has committed."""
+	frappe.cache.set(frappe.cache.make_key(SNAPSHOT_KEY), json.dumps(values))
 
 
 def url_settings(values: dict | None = None) -> UrlSettings:

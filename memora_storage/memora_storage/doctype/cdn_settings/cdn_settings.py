@@ -41,22 +41,15 @@ class CDNSettings(Document):
 
 	def on_update(self):
 		before = self.get_doc_before_save()
-		frappe.db.after_commit.add(settings.invalidate)
+		values = settings.snapshot_values(self)
+		frappe.db.after_commit.add(lambda: settings.publish(values))
 		if before and _base_url(before) != _base_url(self):
 			# Links inside written files follow the resolver, so they must be re-rendered (DESIGN.md).
 			enqueue_relink()
 
 
 def _base_url(doc: Document) -> str:
-	return settings.url_settings(
-		{
-			"enable_cdn": bool(doc.enable_cdn),
-			"cdn_base_url": doc.cdn_base_url or "",
-			"local_fallback_mode": bool(doc.local_fallback_mode),
-			"local_domain": doc.local_domain or "",
-			"min_free_disk_percent": doc.min_free_disk_percent,
-		}
-	).base_url
+	return settings.url_settings(settings.snapshot_values(doc)).base_url
 
 
 def validate_http_url(url: str, label: str) -> None:

@@ -1,0 +1,196 @@
+"""Doc events on a real site: saves write files after commit, deletes remove them, failures lose nothing."""
+
+import os
+import stat
+
+import frappe
+
+from memora_storage import content_files
+from memora_storage.tasks import retry_pending_writes
+from memora_storage.tests.utils import ContentTestCase, set_cdn_settings
+from memora_storage.utils.paths import content_root, prev_path, resolve
+
+
+class TestContentFlow(ContentTestCase):
+	def test_save_writes_files_with_links_after_commit(self):
+		plan, subject, units = self.make_tree()
+		manifest = self.read_json(f"plans/{plan.name}/manifest.json")
+		self.assertEqual(manifest["name"], plan.name)
+		self.assertEqual(
+			manifest["subjects"],
+			[
+				{
+					"name": subject.name,
+					"title": subject.title,
+					"url": f"http://memora.local/files/memora_content/plans/{plan.name}/subjects/{subject.name}.json",
+				}
+			],
+		)
+		subject_file = self.read_json(f"plans/{plan.name}/subjects/{subject.name}.json")
+		self.assertEqual([u["name"] for u in subject_file["units"]], [u.name for u in units])
+		self.assertTrue(subject_file["units"][0]["url"].endswith(f"/units/{units[0].name}.json"))
+		unit_file = self.read_json(f"units/{units[0].name}.json")
+		self.assertEqual(unit_file["body"], "body 1")
+		self.assertEqual(unit_file["subject"], subject.name)
+
+		row = frappe.get_doc("Content File", content_files.row_name(f"units/{units[0].name}.json"))
+		self.assertEqual((row.local_status, row.reference_name), ("Written", units[0].name))
+		self.assertEqual(row.size, len(self.store.read(row.path)))
+		self.assertEqual((row.sync_operation, row.sync_status), ("Upload", "Pending"))
+
+	def test_nothing_written_before_commit_and_rollback_writes_nothing(self):
+		plan = self.make("Plan", f"plan-{self.tag}", commit=False)
+		path = f"plans/{plan.name}/manifest.json"
+		self.assertFalse(self.store.exists(path))
+		frappe.db.rollback()
+		self.assertFalse(self.store.exists(path))
+
+	def test_update_keeps_previous_version(self):
+		_plan, _subject, units = self.make_tree()
+		path = f"units/{units[0].name}.json"
+		before = self.store.read(path)
+		units[0].reload()
+		units[0].body = "changed"
+		units[0].save()
+		frappe.db.commit()
+		self.assertEqual(self.read_json(path)["body"], "changed")
+		self.assertEqual(prev_path(resolve(self.store.root, path)).read_bytes(), before)
+
+	def test_delete_removes_file_and_prev_and_rerenders_parent(self):
+		plan, subject, units = self.make_tree()
+		path = f"units/{units[1].name}.json"
+		units[1].reload()
+		units[1].body = "second version"
+		units[1].save()
+		frappe.db.commit()
+		self.assertTrue(prev_path(resolve(self.store.root, path)).exists())
+
+		frappe.delete_doc("Unit", units[1].name)
+		frappe.db.commit()
+		self.assertFalse(self.store.exists(path))
+		self.assertFalse(prev_path(resolve(self.store.root, path)).exists())
+		listed = self.read_json(f"plans/{plan.name}/subjects/{subject.name}.json")["units"]
+		self.assertEqual([u["name"] for u in listed], [units[0].name])
+		row = frappe.get_doc("Content File", content_files.row_name(path))
+		self.assertEqual(
+			(row.local_status, row.sync_operation, row.sync_status), ("Deleted", "Delete", "Pending")
+		)
+
+	def test_delete_rolled_back_leaves_files(self):
+		_plan, _subject, units = self.make_tree()
+		path = f"units/{units[0].name}.json"
+		frappe.delete_doc("Unit", units[0].name)
+		frappe.db.rollback()
+		self.assertTrue(self.store.exists(path))
+
+	def test_delete_blocked_by_link_check_leaves_files(self):
+		plan, _subject, _units = self.make_tree()
+		with self.assertRaises(frappe.LinkExistsError):
+			frappe.delete_doc("Plan", plan.name)
+		frappe.db.rollback()
+		self.assertTrue(self.store.exists(f"plans/{plan.name}/manifest.json"))
+
+	def test_deleting_plan_removes_its_folder(self):
+		plan, subject, units = self.make_tree()
+		folder = resolve(self.store.root, f"plans/{plan.name}")
+		self.assertTrue(folder.is_dir())
+		for unit in units:
+			frappe.delete_doc("Unit", unit.name)
+		frappe.delete_doc("Subject", subject.name)
+		frappe.delete_doc("Plan", plan.name)
+		frappe.db.commit()
+		self.assertFalse(folder.exists())
+		self.assertFalse(self.store.exists(f"units/{units[0].name}.json"))
+
+	def test_subject_moved_to_another_plan(self):
+		plan, subject, _units = self.make_tree()
+		other = self.make("Plan", f"other-{self.tag}")
+		subject.reload()
+		subject.plan = other.name
+		subject.save()
+		frappe.db.commit()
+		self.assertFalse(self.store.exists(f"plans/{plan.name}/subjects/{subject.name}.json"))
+		self.assertTrue(self.store.exists(f"plans/{other.name}/subjects/{subject.name}.json"))
+		self.assertEqual(self.read_json(f"plans/{plan.name}/manifest.json")["subjects"], [])
+		self.assertEqual(
+			[s["name"] for s in self.read_json(f"plans/{other.name}/manifest.json")["subjects"]],
+			[subject.name],
+		)
+
+	def test_rename_moves_files(self):
+		plan, subject, _units = self.make_tree()
+		new_name = f"renamed-{self.tag}"
+		frappe.rename_doc("Plan", plan.name, new_name)
+		self.created.append(("Plan", new_name))
+		frappe.db.commit()
+		self.assertFalse(resolve(self.store.root, f"plans/{plan.name}").exists())
+		self.assertEqual(self.read_json(f"plans/{new_name}/manifest.json")["name"], new_name)
+		self.assertTrue(self.store.exists(f"plans/{new_name}/subjects/{subject.name}.json"))
+
+	def test_arabic_and_unusual_names(self):
+		name = f"خطة الرياضيات #1? {self.tag}"
+		plan = self.make("Plan", name)
+		data = self.store.read(f"plans/{name}/manifest.json")
+		self.assertIn(name.encode("utf-8"), data)  # written as UTF-8, no \u escapes
+		self.assertEqual(self.read_json(f"plans/{name}/manifest.json")["name"], plan.name)
+
+	def test_names_that_would_escape_the_root_are_refused(self):
+		for name in ("../escape", "a/b", "back\\slash", "..", "nul\0byte", ".hidden"):
+			with self.subTest(name=name):
+				with self.assertRaises(frappe.ValidationError) as caught:
+					frappe.get_doc({"doctype": "Plan", "name": name, "title": "x"}).insert()
+				self.assertIn("cannot be stored as a content file", str(caught.exception))
+				frappe.db.rollback()
+		self.assertFalse(os.path.exists(os.path.join(content_root(frappe.get_site_path()), "..", "escape")))
+
+	def test_permission_denied_marks_pending_and_retry_recovers(self):
+		if os.geteuid() == 0:
+			self.skipTest(
+				"running as root: file permissions do not stop root, so 'permission denied' cannot occur"
+			)
+		_plan, _subject, units = self.make_tree()
+		units_dir = resolve(self.store.root, f"units/{units[0].name}.json").parent
+		path = f"units/{units[0].name}.json"
+		before = self.store.read(path)
+		mode = units_dir.stat().st_mode
+		os.chmod(units_dir, stat.S_IRUSR | stat.S_IXUSR)
+		try:
+			units[0].reload()
+			units[0].body = "written while read-only"
+			units[0].save()
+			frappe.db.commit()  # the save itself succeeds
+			self.assertEqual(self.store.read(path), before)
+			row = frappe.get_doc("Content File", content_files.row_name(path))
+			self.assertEqual(row.local_status, "Pending")
+			self.assertIn("permission denied", row.local_error)
+			self.assertTrue(
+				frappe.db.exists(
+					"Error Log", {"reference_name": units[0].name, "method": ["like", "%could not write%"]}
+				)
+			)
+		finally:
+			os.chmod(units_dir, mode)
+		self.assertGreaterEqual(retry_pending_writes(), 1)
+		self.assertEqual(self.read_json(path)["body"], "written while read-only")
+		self.assertEqual(
+			frappe.db.get_value("Content File", content_files.row_name(path), "local_status"), "Written"
+		)
+
+	def test_low_disk_pauses_writes_and_resumes(self):
+		_plan, _subject, units = self.make_tree()
+		path = f"units/{units[0].name}.json"
+		before = self.store.read(path)
+		set_cdn_settings(min_free_disk_percent=99.99)  # the real free space is below this on any disk here
+		units[0].reload()
+		units[0].body = "saved while the disk is low"
+		units[0].save()
+		frappe.db.commit()
+		self.assertEqual(self.store.read(path), before)
+		row = frappe.get_doc("Content File", content_files.row_name(path))
+		self.assertEqual(row.local_status, "Pending")
+		self.assertIn("generation is paused", row.local_error)
+		self.assertEqual(retry_pending_writes(), 0)  # still low: nothing written, nothing lost
+
+		set_cdn_settings(min_free_disk_percent=0)
+		self.assertGreaterEqual(retry_pending_writes(), 1)
+		self.assertEqual(self.read_json(path)["body"], "saved while the disk is low")
