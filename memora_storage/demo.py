@@ -48,7 +48,13 @@ def ensure_content_doctypes() -> list[str]:
 				"title_field": "title",
 				"show_title_field_in_link": 1,
 				"fields": [
-					{"fieldname": "title", "label": "Title", "fieldtype": "Data", "reqd": 1, "in_list_view": 1},
+					{
+						"fieldname": "title",
+						"label": "Title",
+						"fieldtype": "Data",
+						"reqd": 1,
+						"in_list_view": 1,
+					},
 					*extra_fields,
 				],
 				"permissions": [
@@ -79,7 +85,11 @@ def run() -> None:
 				_upsert(
 					"Unit",
 					unit,
-					{"title": unit.replace("demo-", "").title(), "subject": subject, "body": f"Lesson: {unit}"},
+					{
+						"title": unit.replace("demo-", "").title(),
+						"subject": subject,
+						"body": f"Lesson: {unit}",
+					},
 				)
 	frappe.db.commit()  # files are written once the commit lands
 
