@@ -22,6 +22,10 @@ TEMP_SUFFIX = ".tmp"
 
 # ext4, xfs and most network filesystems cap a file name at 255 bytes.
 MAX_SEGMENT_BYTES = 255
+# The store also writes every file as `.NAME.XXXXXXXX.tmp` (tempfile's 8 random characters) and keeps it as
+# `NAME.prev`, so a name must leave room for the longer decoration or it validates but can never be written.
+_TEMP_DECORATION_BYTES = len(TEMP_PREFIX) + len(".") + 8 + len(TEMP_SUFFIX)
+MAX_NAME_BYTES = MAX_SEGMENT_BYTES - max(_TEMP_DECORATION_BYTES, len(PREV_SUFFIX))
 MAX_PATH_CHARS = 1000
 
 
@@ -44,8 +48,11 @@ def validate_segment(segment: str, what: str = "name") -> str:
 			raise InvalidPathError(f"{what} {segment!r} contains a control character U+{ord(char):04X}")
 	if segment.startswith(TEMP_PREFIX):
 		raise InvalidPathError(f"{what} {segment!r} starts with '.', which is reserved for temporary files")
-	if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
-		raise InvalidPathError(f"{what} is longer than {MAX_SEGMENT_BYTES} bytes: {segment[:40]!r}…")
+	if len(segment.encode("utf-8")) > MAX_NAME_BYTES:
+		raise InvalidPathError(
+			f"{what} is longer than {MAX_NAME_BYTES} bytes (files allow {MAX_SEGMENT_BYTES}, "
+			f"less room for the temporary and '.prev' copies): {segment[:40]!r}…"
+		)
 	return segment
 
 
@@ -70,7 +77,9 @@ def validate_relpath(path: str) -> str:
 
 def render_path(template: str, values: dict[str, str]) -> str:
 	"""Fill a path rule such as 'plans/{plan}/subjects/{name}.json' with validated names."""
-	safe = {key: validate_segment(str(value) if value is not None else "", key) for key, value in values.items()}
+	safe = {
+		key: validate_segment(str(value) if value is not None else "", key) for key, value in values.items()
+	}
 	try:
 		path = template.format(**safe)
 	except KeyError as missing:

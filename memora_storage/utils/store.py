@@ -41,9 +41,18 @@ class FileOperationError(OSError):
 		self.path = path
 		self.cause = cause
 		code = getattr(cause, "errno", None)
-		reason = _REASONS.get(code) or getattr(cause, "strerror", None) or str(cause)
+		strerror = getattr(cause, "strerror", None)
+		# The OS's stock text for an errno gives way to a plainer one; words written for this case
+		# (the guard's, rollback's "no previous version") are kept.
+		own_words = code is not None and strerror is not None and strerror != os.strerror(code)
+		reason = strerror if own_words else _REASONS.get(code) or strerror or str(cause)
 		if isinstance(cause, disk.DiskSpaceLowError):
-			reason = str(cause.strerror)
+			if cause.needed > cause.status.free:
+				# The guard's percentage wording ("99% free, minimum 0%") hides why a too-big write was refused.
+				reason = (
+					f"the disk is full: {cause.needed} bytes to write, "
+					f"{cause.status.free} bytes free on {cause.status.path}"
+				)
 		super().__init__(code, f"could not {operation} content file {path!r}: {reason}")
 
 	def __str__(self) -> str:
@@ -152,7 +161,9 @@ class ContentStore:
 		prev = prev_path(target)
 		with self.lock(path):
 			if not prev.is_file():
-				raise FileOperationError("roll back", path, FileNotFoundError(errno.ENOENT, "no previous version"))
+				raise FileOperationError(
+					"roll back", path, FileNotFoundError(errno.ENOENT, "no previous version")
+				)
 			try:
 				current = _snapshot(target)
 				os.replace(prev, target)
