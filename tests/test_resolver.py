@@ -1,0 +1,113 @@
+"""The URL resolver: CDN on, off, explicit fallback, missing base URL, trailing slashes and encoding."""
+
+import dataclasses
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from memora_storage.utils.paths import InvalidPathError
+from memora_storage.utils.resolver import UrlSettings, get_content_url
+
+SITE = "https://memora.example"
+CDN = "https://cdn.example.com"
+PATH = "plans/P1/manifest.json"
+
+
+def test_cdn_enabled_uses_cdn_base_url() -> None:
+	settings = UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN)
+	assert settings.uses_cdn is True
+	assert get_content_url(PATH, settings) == f"{CDN}/{PATH}"
+
+
+def test_cdn_disabled_uses_local_files_url() -> None:
+	settings = UrlSettings(local_domain=SITE, enable_cdn=False, cdn_base_url=CDN)
+	assert settings.uses_cdn is False
+	assert get_content_url(PATH, settings) == f"{SITE}/files/memora_content/{PATH}"
+
+
+def test_defaults_are_local() -> None:
+	assert get_content_url("units/U1.json", UrlSettings(local_domain=SITE)) == (
+		f"{SITE}/files/memora_content/units/U1.json"
+	)
+
+
+def test_local_fallback_mode_overrides_an_enabled_cdn() -> None:
+	settings = UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN, local_fallback_mode=True)
+	assert settings.uses_cdn is False
+	assert get_content_url(PATH, settings) == f"{SITE}/files/memora_content/{PATH}"
+
+
+def test_fallback_mode_without_cdn_is_still_local() -> None:
+	settings = UrlSettings(local_domain=SITE, enable_cdn=False, cdn_base_url=CDN, local_fallback_mode=True)
+	assert get_content_url(PATH, settings) == f"{SITE}/files/memora_content/{PATH}"
+
+
+def test_enabled_cdn_without_base_url_falls_back_to_local() -> None:
+	"""A half-configured CDN must not produce '/plans/…' URLs that point nowhere."""
+	settings = UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url="")
+	assert settings.uses_cdn is False
+	assert get_content_url(PATH, settings) == f"{SITE}/files/memora_content/{PATH}"
+
+
+@pytest.mark.parametrize("cdn", [CDN, CDN + "/", CDN + "//"])
+@pytest.mark.parametrize("site", [SITE, SITE + "/", SITE + "//"])
+def test_trailing_slashes_give_exactly_one_separator(cdn: str, site: str) -> None:
+	on = UrlSettings(local_domain=site, enable_cdn=True, cdn_base_url=cdn)
+	off = dataclasses.replace(on, enable_cdn=False)
+	assert get_content_url(PATH, on) == f"{CDN}/{PATH}"
+	assert get_content_url(PATH, off) == f"{SITE}/files/memora_content/{PATH}"
+
+
+def test_cdn_base_url_with_a_path_prefix_is_kept() -> None:
+	settings = UrlSettings(
+		local_domain=SITE, enable_cdn=True, cdn_base_url="https://cdn.example.com/memora/v1/"
+	)
+	assert get_content_url(PATH, settings) == f"https://cdn.example.com/memora/v1/{PATH}"
+
+
+def test_local_domain_with_port_and_http() -> None:
+	settings = UrlSettings(local_domain="http://localhost:8000")
+	assert get_content_url(PATH, settings) == f"http://localhost:8000/files/memora_content/{PATH}"
+
+
+@pytest.mark.parametrize("enable_cdn", [True, False])
+def test_names_are_percent_encoded_and_round_trip(enable_cdn: bool) -> None:
+	settings = UrlSettings(local_domain=SITE, enable_cdn=enable_cdn, cdn_base_url=CDN)
+	path = "plans/خطة ١/subjects/C# 101? 50%.json"
+	url = get_content_url(path, settings)
+	assert url.isascii()
+	assert url.endswith("/plans/%D8%AE%D8%B7%D8%A9%20%D9%A1/subjects/C%23%20101%3F%2050%25.json")
+	split = urlsplit(url)
+	assert (split.query, split.fragment) == ("", "")
+	prefix = "" if enable_cdn else "/files/memora_content"
+	assert unquote(split.path) == f"{prefix}/{path}"
+
+
+@pytest.mark.parametrize("path", ["../secret.json", "/etc/passwd", "units/a\\b.json", "units/.x.json", ""])
+def test_unsafe_paths_get_no_url(path: str) -> None:
+	with pytest.raises(InvalidPathError):
+		get_content_url(path, UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN))
+
+
+def test_settings_snapshot_is_frozen() -> None:
+	"""One snapshot per rendered file: nobody can flip it halfway ("Settings Change Race")."""
+	settings = UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN)
+	with pytest.raises(dataclasses.FrozenInstanceError):
+		settings.enable_cdn = False  # type: ignore[misc]
+
+
+def test_a_new_snapshot_changes_the_next_url_at_once() -> None:
+	"""SC-002: nothing is cached across snapshots, so a flipped setting shows on the next call."""
+	on = UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN)
+	assert get_content_url(PATH, on).startswith(CDN + "/")
+	off = dataclasses.replace(on, enable_cdn=False)
+	assert get_content_url(PATH, off).startswith(SITE + "/files/memora_content/")
+	assert get_content_url(PATH, on).startswith(CDN + "/")
+
+
+def test_settings_compare_and_hash_by_value() -> None:
+	"""Snapshots are values, so an adapter may cache them keyed by content."""
+	one = UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN)
+	two = UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN)
+	assert one == two and hash(one) == hash(two)
+	assert one != dataclasses.replace(one, local_fallback_mode=True)

@@ -1,0 +1,331 @@
+"""The content store on a real directory: atomic writes, `.prev` rotation, deletes, rollback, file modes,
+cross-process locking, and the deterministic JSON bytes that make hashes comparable with the CDN."""
+
+import datetime
+import decimal
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from memora_storage.utils import canonical, paths
+from memora_storage.utils.paths import InvalidPathError
+from memora_storage.utils.store import FILE_MODE, ContentStore, FileOperationError, WriteResult
+
+PATH = "plans/P1/manifest.json"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ContentStore:
+	"""A store on a real directory, locks outside the content root as in a site."""
+	return ContentStore(tmp_path / "content", tmp_path / "locks")
+
+
+def listing(folder: Path) -> list[str]:
+	return sorted(os.listdir(folder))
+
+
+# --- canonical JSON -----------------------------------------------------------------------------------------
+
+
+def test_dumps_is_independent_of_insertion_order() -> None:
+	one = {"name": "P1", "subjects": [{"id": "S1", "title": "الجبر"}], "meta": {"b": 2, "a": 1}}
+	two = {"meta": {"a": 1, "b": 2}, "subjects": [{"title": "الجبر", "id": "S1"}], "name": "P1"}
+	assert list(one) != list(two)
+	assert canonical.dumps(one) == canonical.dumps(two)
+	assert canonical.sha256(canonical.dumps(one)) == canonical.sha256(canonical.dumps(two))
+
+
+def test_dumps_keeps_arabic_readable_utf8() -> None:
+	data = canonical.dumps({"title": "الوحدة الأولى: الأعداد"})
+	assert b"\\u" not in data
+	assert "الوحدة الأولى: الأعداد".encode() in data
+	assert data.endswith(b"\n")
+	assert json.loads(data) == {"title": "الوحدة الأولى: الأعداد"}
+
+
+def test_dumps_list_order_is_kept() -> None:
+	assert json.loads(canonical.dumps({"a": [3, 1, 2]}))["a"] == [3, 1, 2]
+
+
+def test_dumps_converts_common_frappe_values() -> None:
+	data = json.loads(
+		canonical.dumps(
+			{
+				"when": datetime.datetime(2026, 1, 25, 10, 30),
+				"day": datetime.date(2026, 1, 25),
+				"at": datetime.time(8, 0),
+				"took": datetime.timedelta(minutes=90),
+				"price": decimal.Decimal("12.50"),
+				"tags": {"b", "a"},
+			}
+		)
+	)
+	assert data == {
+		"when": "2026-01-25T10:30:00",
+		"day": "2026-01-25",
+		"at": "08:00:00",
+		"took": "1:30:00",
+		"price": 12.5,
+		"tags": ["a", "b"],
+	}
+
+
+def test_dumps_refuses_unknown_types() -> None:
+	with pytest.raises(TypeError, match="object is not JSON serialisable"):
+		canonical.dumps({"x": object()})
+
+
+def test_sha256_is_the_plain_hex_digest() -> None:
+	assert canonical.sha256(b"abc") == hashlib.sha256(b"abc").hexdigest()
+
+
+# --- write / read ---------------------------------------------------------------------------------------------
+
+
+def test_write_then_read(store: ContentStore) -> None:
+	data = canonical.dumps({"plan": "P1", "title": "خطة"})
+	result = store.write(PATH, data)
+	assert result == WriteResult(PATH, hashlib.sha256(data).hexdigest(), len(data), changed=True)
+	assert store.read(PATH) == data
+	assert (store.root / "plans" / "P1" / "manifest.json").read_bytes() == data
+	assert store.exists(PATH)
+	assert not store.exists("plans/P2/manifest.json")
+
+
+def test_first_write_keeps_no_prev(store: ContentStore) -> None:
+	store.write(PATH, b"v1\n")
+	assert listing(store.root / "plans" / "P1") == ["manifest.json"]
+
+
+def test_overwrite_keeps_previous_version_as_prev(store: ContentStore) -> None:
+	target = store.root / "plans" / "P1" / "manifest.json"
+	store.write(PATH, b"v1\n")
+	store.write(PATH, b"v2 longer\n")
+	assert target.read_bytes() == b"v2 longer\n"
+	assert paths.prev_path(target).read_bytes() == b"v1\n"
+	store.write(PATH, b"v3\n")
+	assert target.read_bytes() == b"v3\n"
+	assert paths.prev_path(target).read_bytes() == b"v2 longer\n"
+	assert listing(target.parent) == ["manifest.json", "manifest.json.prev"]
+
+
+def test_identical_bytes_do_not_rotate_prev(store: ContentStore) -> None:
+	target = store.root / "plans" / "P1" / "manifest.json"
+	store.write(PATH, b"v1\n")
+	store.write(PATH, b"v2\n")
+	before = os.stat(target)
+	result = store.write(PATH, b"v2\n")
+	assert result.changed is False
+	assert result.sha256 == canonical.sha256(b"v2\n")
+	assert paths.prev_path(target).read_bytes() == b"v1\n"
+	after = os.stat(target)
+	assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), "file was rewritten"
+
+
+def test_same_size_different_bytes_is_a_change(store: ContentStore) -> None:
+	store.write(PATH, b"aaaa\n")
+	assert store.write(PATH, b"bbbb\n").changed is True
+	assert store.read(PATH) == b"bbbb\n"
+
+
+def test_empty_file_can_be_written(store: ContentStore) -> None:
+	assert store.write(PATH, b"").size == 0
+	assert store.read(PATH) == b""
+
+
+def test_files_are_world_readable_0644_even_under_a_strict_umask(store: ContentStore) -> None:
+	"""nginx runs as another user: content must be 0644 whatever umask the worker has."""
+	old_umask = os.umask(0o077)
+	try:
+		store.write(PATH, b"v1\n")
+		store.write(PATH, b"v2\n")
+	finally:
+		os.umask(old_umask)
+	target = store.root / "plans" / "P1" / "manifest.json"
+	assert FILE_MODE == 0o644
+	assert stat.S_IMODE(os.stat(target).st_mode) == 0o644
+	assert stat.S_IMODE(os.stat(paths.prev_path(target)).st_mode) == 0o644
+
+
+def test_no_temp_files_are_left_behind(store: ContentStore) -> None:
+	for i in range(50):
+		store.write(PATH, canonical.dumps({"i": i, "pad": "x" * (i * 37)}))
+		store.write(f"units/U{i % 3}.json", canonical.dumps({"i": i}))
+	names = listing(store.root / "plans" / "P1") + listing(store.root / "units")
+	assert not [name for name in names if name.startswith(".") or name.endswith(".tmp")]
+	assert sorted(name for name in names if paths.is_content_file(name)) == [
+		"U0.json",
+		"U1.json",
+		"U2.json",
+		"manifest.json",
+	]
+
+
+def test_invalid_path_writes_nothing(store: ContentStore) -> None:
+	with pytest.raises(InvalidPathError):
+		store.write("../escape.json", b"x")
+	with pytest.raises(InvalidPathError):
+		store.write("plans/P1/manifest.json.prev", b"x")
+	assert not store.root.exists()
+	assert not store.root.parent.joinpath("escape.json").exists()
+
+
+def test_read_missing_file_explains_itself(store: ContentStore) -> None:
+	with pytest.raises(FileOperationError) as caught:
+		store.read("units/missing.json")
+	assert "could not read content file 'units/missing.json': no such file" in str(caught.value)
+	assert caught.value.operation == "read"
+	assert isinstance(caught.value.cause, FileNotFoundError)
+
+
+def test_file_operation_error_is_an_oserror_with_errno(store: ContentStore) -> None:
+	with pytest.raises(OSError) as caught:
+		store.read("units/missing.json")
+	assert caught.value.errno == 2
+
+
+# --- remove / remove_tree --------------------------------------------------------------------------------------
+
+
+def test_remove_deletes_file_and_prev(store: ContentStore) -> None:
+	store.write(PATH, b"v1\n")
+	store.write(PATH, b"v2\n")
+	store.write("plans/P1/subjects/S1.json", b"s\n")
+	assert store.remove(PATH) is True
+	assert listing(store.root / "plans" / "P1") == ["subjects"]
+	assert store.read("plans/P1/subjects/S1.json") == b"s\n"
+	assert store.remove(PATH) is False
+
+
+def test_remove_takes_an_orphaned_prev_too(store: ContentStore) -> None:
+	store.write(PATH, b"v1\n")
+	store.write(PATH, b"v2\n")
+	(store.root / PATH).unlink()
+	assert store.remove(PATH) is True
+	assert listing(store.root / "plans" / "P1") == []
+
+
+def test_remove_of_never_written_path_is_false(store: ContentStore) -> None:
+	assert store.remove("units/never.json") is False
+
+
+def test_remove_tree_deletes_a_plan_folder_only(store: ContentStore) -> None:
+	store.write("plans/P1/manifest.json", b"m1\n")
+	store.write("plans/P1/manifest.json", b"m2\n")
+	store.write("plans/P1/subjects/S1.json", b"s1\n")
+	store.write("plans/P1/subjects/S2.json", b"s2\n")
+	store.write("plans/P2/manifest.json", b"other\n")
+	store.write("plans/P10/manifest.json", b"prefix sibling\n")
+	assert store.remove_tree("plans/P1") == 4  # manifest, its .prev, two subjects
+	assert not (store.root / "plans" / "P1").exists()
+	assert listing(store.root / "plans") == ["P10", "P2"]
+	assert store.read("plans/P2/manifest.json") == b"other\n"
+	assert store.remove_tree("plans/P1") == 0
+
+
+def test_remove_tree_refuses_escapes(store: ContentStore) -> None:
+	store.write("plans/P1/manifest.json", b"m\n")
+	with pytest.raises(InvalidPathError):
+		store.remove_tree("..")
+	with pytest.raises(InvalidPathError):
+		store.remove_tree("plans/..")
+	assert store.read("plans/P1/manifest.json") == b"m\n"
+
+
+# --- rollback --------------------------------------------------------------------------------------------------
+
+
+def test_rollback_swaps_current_and_prev(store: ContentStore) -> None:
+	target = store.root / PATH
+	store.write(PATH, b"old\n")
+	store.write(PATH, b"new!\n")
+	result = store.rollback(PATH)
+	assert result == WriteResult(PATH, canonical.sha256(b"old\n"), 4, changed=True)
+	assert target.read_bytes() == b"old\n"
+	assert paths.prev_path(target).read_bytes() == b"new!\n"
+	assert stat.S_IMODE(os.stat(target).st_mode) == 0o644
+	assert listing(target.parent) == ["manifest.json", "manifest.json.prev"]
+
+
+def test_rollback_twice_restores(store: ContentStore) -> None:
+	target = store.root / PATH
+	store.write(PATH, b"old\n")
+	store.write(PATH, b"new\n")
+	store.rollback(PATH)
+	store.rollback(PATH)
+	assert target.read_bytes() == b"new\n"
+	assert paths.prev_path(target).read_bytes() == b"old\n"
+	assert listing(target.parent) == ["manifest.json", "manifest.json.prev"]
+
+
+def test_rollback_without_prev_fails_clearly_and_changes_nothing(store: ContentStore) -> None:
+	store.write(PATH, b"only\n")
+	with pytest.raises(
+		FileOperationError, match=r"could not roll back content file '.+': no previous version"
+	):
+		store.rollback(PATH)
+	assert store.read(PATH) == b"only\n"
+	assert listing(store.root / "plans" / "P1") == ["manifest.json"]
+
+
+def test_write_after_rollback_keeps_rolled_back_version_as_prev(store: ContentStore) -> None:
+	store.write(PATH, b"a\n")
+	store.write(PATH, b"b\n")
+	store.rollback(PATH)
+	store.write(PATH, b"c\n")
+	assert store.read(PATH) == b"c\n"
+	assert (store.root / (PATH + ".prev")).read_bytes() == b"a\n"
+
+
+# --- the writer lock holds across processes ---------------------------------------------------------------------
+
+
+def _hold_lock(
+	root: str, lock_dir: str, path: str, held: "multiprocessing.synchronize.Event", release
+) -> None:
+	with ContentStore(root, lock_dir).lock(path):
+		held.set()
+		release.wait(30)
+
+
+@pytest.fixture
+def lock_held_by_other_process(store: ContentStore) -> Iterator[None]:
+	"""Another OS process holding the writer lock of PATH for as long as the test runs."""
+	ctx = multiprocessing.get_context("fork")
+	held, release = ctx.Event(), ctx.Event()
+	proc = ctx.Process(target=_hold_lock, args=(str(store.root), str(store.lock_dir), PATH, held, release))
+	proc.start()
+	try:
+		assert held.wait(30), "helper process never took the lock"
+		yield
+	finally:
+		release.set()
+		proc.join(30)
+
+
+def test_writer_lock_is_held_across_processes(
+	tmp_path: Path, store: ContentStore, lock_held_by_other_process
+) -> None:
+	store.write("units/other.json", b"other paths are not blocked\n")
+	blocked = ContentStore(store.root, store.lock_dir, lock_timeout=0.2)
+	with pytest.raises(FileOperationError, match=re.escape(f"could not lock content file {PATH!r}")):
+		blocked.write(PATH, b"must wait\n")
+	assert not (store.root / PATH).exists()
+
+
+def test_lock_is_free_again_after_the_holder_exits(store: ContentStore) -> None:
+	ctx = multiprocessing.get_context("fork")
+	held, release = ctx.Event(), ctx.Event()
+	release.set()
+	proc = ctx.Process(target=_hold_lock, args=(str(store.root), str(store.lock_dir), PATH, held, release))
+	proc.start()
+	proc.join(30)
+	assert held.is_set() and proc.exitcode == 0
+	assert ContentStore(store.root, store.lock_dir, lock_timeout=2).write(PATH, b"x\n").changed
