@@ -1,0 +1,449 @@
+"""The CDN bucket: an S3-compatible client that uploads content files and proves what it stored.
+
+Every upload sends Content-MD5 (a conforming server refuses bytes that arrived damaged) and the
+SHA-256 as object metadata, then reads the object's size and ETag back before it reports success.
+Timeouts are short and boto3 retries only once: the durable retry schedule (`backoff`) does the
+long waits. Every failure surfaces as one `CdnError` whose text is a short sentence fit for a
+"last error" field; neither the secret key nor the access key ever appears in it or in a repr.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+	BotoCoreError,
+	ClientError,
+	ConnectionClosedError,
+	ConnectTimeoutError,
+	EndpointConnectionError,
+	NoCredentialsError,
+	PartialCredentialsError,
+	ReadTimeoutError,
+)
+from botocore.handlers import add_expect_header
+
+from memora_storage.utils import canonical
+from memora_storage.utils.paths import validate_relpath
+
+CONTENT_TYPE = "application/json; charset=utf-8"
+# Short: a changed file must reach readers soon, and the URL of a content path never changes.
+DEFAULT_CACHE_CONTROL = "public, max-age=300"
+SHA256_METADATA = "sha256"  # sent as the header x-amz-meta-sha256
+# Two tries in all inside boto3 (one retry of a dropped connection, a timeout or a 5xx); anything
+# longer is the durable schedule's job. botocore's `max_attempts` would count retries only.
+TOTAL_ATTEMPTS = 2
+DELETE_BATCH = 1000  # the most keys S3 accepts in one DeleteObjects call
+PROBE_PREFIX = ".memora-probe-"  # a leading dot: no content path can collide with a probe object
+
+
+class CdnErrorKind(str, Enum):
+	"""What went wrong, coarse enough for an administrator to know what to fix."""
+
+	UNREACHABLE = "unreachable"
+	TIMEOUT = "timeout"
+	ACCESS_DENIED = "access_denied"
+	BUCKET_MISSING = "bucket_missing"
+	CHECKSUM_MISMATCH = "checksum_mismatch"
+	SERVER_ERROR = "server_error"
+	REJECTED = "rejected"
+	MISCONFIGURED = "misconfigured"
+
+
+class CdnError(Exception):
+	"""One CDN operation that failed; `str(error)` is a short sentence safe to store and show."""
+
+	def __init__(
+		self,
+		kind: CdnErrorKind,
+		message: str,
+		path: str | None = None,
+		status: int | None = None,
+		code: str | None = None,
+	):
+		super().__init__(message)
+		self.kind = kind
+		self.path = path
+		self.status = status
+		self.code = code
+
+
+@dataclass(frozen=True)
+class S3Config:
+	"""Where and how to reach the bucket. Empty keys mean boto3's default chain (environment, instance role)."""
+
+	bucket: str
+	endpoint_url: str = ""  # empty: AWS S3 in `region`
+	region: str = "us-east-1"
+	key_prefix: str = ""  # e.g. "memora" puts content path P at key "memora/P"
+	access_key: str = field(default="", repr=False)
+	secret_key: str = field(default="", repr=False)
+	connect_timeout: float = 5.0
+	read_timeout: float = 15.0
+	max_pool_connections: int = 16
+	addressing_style: str = "auto"  # "path" for most self-hosted S3 servers
+	# True where the ETag is the MD5 of the bytes (AWS without SSE-KMS/SSE-C, R2, MinIO, Spaces, B2):
+	# uploads and verification then check the server's own hash. False falls back to the SHA-256 metadata.
+	etag_is_md5: bool = True
+
+	def __post_init__(self) -> None:
+		if not self.bucket or not self.bucket.strip():
+			raise ValueError("the bucket name is empty")
+		if self.endpoint_url and urlsplit(self.endpoint_url).scheme not in ("http", "https"):
+			raise ValueError(
+				f"the endpoint URL must start with http:// or https://, got {self.endpoint_url!r}"
+			)
+		if self.key_prefix.strip("/"):
+			validate_relpath(self.key_prefix.strip("/"))
+		if self.addressing_style not in ("auto", "path", "virtual"):
+			raise ValueError(f"addressing style must be auto, path or virtual, got {self.addressing_style!r}")
+
+	@property
+	def endpoint_host(self) -> str:
+		"""The endpoint as shown in messages: host and port only, never user info."""
+		if not self.endpoint_url:
+			return f"s3.{self.region}.amazonaws.com"
+		parts = urlsplit(self.endpoint_url)
+		return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+
+
+class StoredObject(NamedTuple):
+	"""An object as the server reports it; `sha256` comes from our metadata and is None if absent."""
+
+	path: str
+	size: int
+	etag: str
+	sha256: str | None
+
+
+class ListedObject(NamedTuple):
+	"""One entry of a bucket listing: content path (relative to the key prefix), size, ETag."""
+
+	path: str
+	size: int
+	etag: str
+
+
+@dataclass(frozen=True)
+class ProbeStep:
+	name: str
+	ok: bool
+	seconds: float
+	message: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+	"""What "Test connection" shows: each step with its outcome and time."""
+
+	steps: tuple[ProbeStep, ...]
+
+	@property
+	def ok(self) -> bool:
+		return bool(self.steps) and all(step.ok for step in self.steps)
+
+	@property
+	def message(self) -> str:
+		failed = [step for step in self.steps if not step.ok]
+		return failed[0].message if failed else "write, read, list and delete all succeeded"
+
+
+def md5_hex(data: bytes) -> str:
+	"""Hex MD5, the ETag S3 gives a single-part upload."""
+	return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+class CdnBucket:
+	"""The content files in one bucket under one key prefix. Thread-safe: share one per process."""
+
+	def __init__(self, config: S3Config, cache_control: str = DEFAULT_CACHE_CONTROL):
+		self.config = config
+		self.cache_control = cache_control
+		prefix = config.key_prefix.strip("/")
+		self._prefix = f"{prefix}/" if prefix else ""
+		boto_config = Config(
+			region_name=config.region,
+			signature_version="s3v4",
+			connect_timeout=config.connect_timeout,
+			read_timeout=config.read_timeout,
+			retries={"total_max_attempts": TOTAL_ATTEMPTS, "mode": "standard"},
+			max_pool_connections=config.max_pool_connections,
+			s3={"addressing_style": config.addressing_style},
+		)
+		# A session of its own: boto3's default session is not safe to share between threads.
+		self.client = boto3.session.Session().client(
+			"s3",
+			endpoint_url=config.endpoint_url or None,
+			aws_access_key_id=config.access_key or None,
+			aws_secret_access_key=config.secret_key or None,
+			config=boto_config,
+		)
+		# Content files are small: waiting for `100 Continue` before each body would only add a round trip.
+		self.client.meta.events.unregister("before-call.s3", add_expect_header)
+
+	def __repr__(self) -> str:
+		return f"<CdnBucket {self.config.bucket}/{self._prefix} at {self.config.endpoint_host}>"
+
+	def key(self, path: str) -> str:
+		"""The object key of a content path."""
+		return self._prefix + validate_relpath(path)
+
+	def put(
+		self, path: str, data: bytes, cache_control: str | None = None, content_type: str = CONTENT_TYPE
+	) -> StoredObject:
+		"""Upload `data` as the object of `path` and return it only once the server shows the same bytes."""
+		key = self.key(path)
+		md5 = hashlib.md5(data, usedforsecurity=False)
+		digest = canonical.sha256(data)
+		self._call(
+			"upload",
+			path,
+			self.client.put_object,
+			Bucket=self.config.bucket,
+			Key=key,
+			Body=data,
+			ContentMD5=base64.b64encode(md5.digest()).decode("ascii"),
+			ContentType=content_type,
+			CacheControl=self.cache_control if cache_control is None else cache_control,
+			Metadata={SHA256_METADATA: digest},
+		)
+		return self._confirm(path, self.head(path), len(data), md5.hexdigest(), digest)
+
+	def _confirm(
+		self, path: str, stored: StoredObject | None, size: int, md5: str, digest: str
+	) -> StoredObject:
+		"""Return the object now at `path` if it has our size and hash, else raise CHECKSUM_MISMATCH."""
+		if stored is None:
+			raise CdnError(
+				CdnErrorKind.CHECKSUM_MISMATCH,
+				f"upload of {path!r} could not be confirmed: the object is missing right after the upload",
+				path,
+			)
+		if stored.sha256 is not None and stored.sha256 != digest:
+			raise CdnError(
+				CdnErrorKind.CHECKSUM_MISMATCH,
+				f"upload of {path!r} could not be confirmed: another version replaced it meanwhile",
+				path,
+			)
+		if stored.size == size and (
+			stored.etag == md5 if self.config.etag_is_md5 else stored.sha256 == digest
+		):
+			return stored
+		if stored.sha256 == digest:
+			# Our own upload, stored damaged (a server that skipped the Content-MD5 check): serving
+			# nothing is better than serving wrong bytes, and the next attempt uploads it again.
+			self.delete(path)
+		raise CdnError(
+			CdnErrorKind.CHECKSUM_MISMATCH,
+			f"upload of {path!r} failed: checksum mismatch, the CDN stored {stored.size} bytes "
+			f"(ETag {stored.etag}) for {size} bytes (MD5 {md5}) sent",
+			path,
+		)
+
+	def head(self, path: str) -> StoredObject | None:
+		"""The stored object of `path`, or None if there is none."""
+		try:
+			response = self._call(
+				"check", path, self.client.head_object, Bucket=self.config.bucket, Key=self.key(path)
+			)
+		except CdnError as e:
+			if e.status == 404:
+				return None
+			raise
+		return StoredObject(
+			path,
+			int(response["ContentLength"]),
+			response["ETag"].strip('"'),
+			response.get("Metadata", {}).get(SHA256_METADATA),
+		)
+
+	def get(self, path: str) -> bytes:
+		"""The bytes stored for `path`."""
+		response = self._call(
+			"download", path, self.client.get_object, Bucket=self.config.bucket, Key=self.key(path)
+		)
+		return response["Body"].read()
+
+	def delete(self, path: str) -> None:
+		"""Delete the object of `path`; deleting an absent object succeeds, as in S3."""
+		self._call("delete", path, self.client.delete_object, Bucket=self.config.bucket, Key=self.key(path))
+
+	def delete_prefix(self, prefix: str) -> int:
+		"""Delete every object in the folder `prefix` (a Plan's `plans/{plan}`); returns how many."""
+		folder = self.key(prefix) + "/"
+		deleted = 0
+		for page in self._pages(folder, prefix):
+			keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+			for start in range(0, len(keys), DELETE_BATCH):
+				batch = keys[start : start + DELETE_BATCH]
+				response = self._call(
+					"delete",
+					prefix,
+					self.client.delete_objects,
+					Bucket=self.config.bucket,
+					Delete={"Objects": batch, "Quiet": True},
+				)
+				errors = response.get("Errors", [])
+				if errors:
+					first = errors[0]
+					raise CdnError(
+						_kind_of(first.get("Code", ""), 0),
+						f"delete of {prefix!r} failed for {len(errors)} object(s), e.g. "
+						f"{first.get('Key', '')[len(self._prefix) :]!r}: {first.get('Code', 'unknown error')}",
+						prefix,
+						code=first.get("Code"),
+					)
+				deleted += len(batch)
+		return deleted
+
+	def list(self, prefix: str = "") -> Iterator[ListedObject]:
+		"""Every object under the key prefix (or its folder `prefix`), page by page."""
+		folder = self.key(prefix) + "/" if prefix else self._prefix
+		for page in self._pages(folder, prefix or None):
+			for item in page.get("Contents", []):
+				yield ListedObject(
+					item["Key"][len(self._prefix) :], int(item["Size"]), item["ETag"].strip('"')
+				)
+
+	def _pages(self, key_prefix: str, path: str | None) -> Iterator[dict[str, Any]]:
+		pages = self.client.get_paginator("list_objects_v2").paginate(
+			Bucket=self.config.bucket, Prefix=key_prefix
+		)
+		iterator = iter(pages)
+		while True:
+			try:
+				page = self._call("list", path, next, iterator)
+			except StopIteration:
+				return
+			yield page
+
+	def probe(self) -> ProbeResult:
+		"""Write, read back, list and delete a small probe object: the "Test connection" button."""
+		key = f"{self._prefix}{PROBE_PREFIX}{uuid.uuid4().hex}.json"
+		payload = canonical.dumps({"probe": key, "at": time.time()})
+		bucket = self.config.bucket
+		steps: list[ProbeStep] = []
+
+		def step(name: str, action: Any) -> bool:
+			started = time.monotonic()
+			try:
+				action()
+			except CdnError as e:
+				steps.append(ProbeStep(name, False, time.monotonic() - started, str(e)))
+				return False
+			steps.append(ProbeStep(name, True, time.monotonic() - started))
+			return True
+
+		def write() -> None:
+			self._call(
+				"test write",
+				None,
+				self.client.put_object,
+				Bucket=bucket,
+				Key=key,
+				Body=payload,
+				ContentMD5=base64.b64encode(hashlib.md5(payload, usedforsecurity=False).digest()).decode(
+					"ascii"
+				),
+				ContentType=CONTENT_TYPE,
+			)
+
+		def read() -> None:
+			response = self._call("test read", None, self.client.get_object, Bucket=bucket, Key=key)
+			if response["Body"].read() != payload:
+				raise CdnError(
+					CdnErrorKind.CHECKSUM_MISMATCH, "test read returned other bytes than were written"
+				)
+
+		def listing() -> None:
+			self._call("test list", None, self.client.list_objects_v2, Bucket=bucket, Prefix=key, MaxKeys=1)
+
+		def delete() -> None:
+			self._call("test delete", None, self.client.delete_object, Bucket=bucket, Key=key)
+
+		if step("write", write):
+			step("read", read)
+			step("list", listing)
+			step("delete", delete)
+		return ProbeResult(tuple(steps))
+
+	def _call(self, action: str, path: str | None, function: Any, *args: Any, **kwargs: Any) -> Any:
+		"""Run one client call, turning whatever boto3 raises into a CdnError that names the cause."""
+		try:
+			return function(*args, **kwargs)
+		except ClientError as e:
+			raise self._client_error(action, path, e)
+		except BotoCoreError as e:
+			raise self._transport_error(action, path, e)
+
+	def _what(self, action: str, path: str | None) -> str:
+		return f"{action} of {path!r}" if path else action
+
+	def _client_error(self, action: str, path: str | None, error: ClientError) -> CdnError:
+		status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+		code = str(error.response.get("Error", {}).get("Code") or status)
+		kind = _kind_of(code, status)
+		reason = {
+			CdnErrorKind.ACCESS_DENIED: "access denied: check the access key, the secret key and the bucket policy",
+			CdnErrorKind.BUCKET_MISSING: f"the bucket {self.config.bucket!r} does not exist",
+			CdnErrorKind.CHECKSUM_MISMATCH: "checksum mismatch: the CDN received other bytes than were sent",
+			CdnErrorKind.SERVER_ERROR: f"the CDN answered HTTP {status}; it may be overloaded or down",
+		}.get(kind, "no such object" if status == 404 else f"the CDN refused the request (HTTP {status})")
+		return CdnError(kind, f"{self._what(action, path)} failed: {reason} [{code}]", path, status, code)
+
+	def _transport_error(self, action: str, path: str | None, error: BotoCoreError) -> CdnError:
+		host = self.config.endpoint_host
+		if isinstance(error, ReadTimeoutError):
+			kind, reason = (
+				CdnErrorKind.TIMEOUT,
+				f"timed out, no answer from {host} within {self.config.read_timeout:g} s",
+			)
+		elif isinstance(error, ConnectTimeoutError):
+			kind, reason = (
+				CdnErrorKind.TIMEOUT,
+				f"timed out connecting to {host} (more than {self.config.connect_timeout:g} s)",
+			)
+		elif isinstance(error, EndpointConnectionError):
+			kind, reason = CdnErrorKind.UNREACHABLE, f"endpoint unreachable, could not connect to {host}"
+		elif isinstance(error, ConnectionClosedError):
+			kind, reason = CdnErrorKind.UNREACHABLE, f"{host} closed the connection before answering"
+		elif isinstance(error, NoCredentialsError | PartialCredentialsError):
+			kind, reason = CdnErrorKind.MISCONFIGURED, "no access key and secret key are configured"
+		else:
+			# Other transport failures (TLS, a reset connection) carry no secrets, only their class name.
+			kind, reason = CdnErrorKind.UNREACHABLE, f"connection to {host} failed ({type(error).__name__})"
+		return CdnError(kind, f"{self._what(action, path)} failed: {reason}", path)
+
+
+_ACCESS_CODES = {
+	"AccessDenied",
+	"InvalidAccessKeyId",
+	"SignatureDoesNotMatch",
+	"InvalidToken",
+	"ExpiredToken",
+	"AccountProblem",
+	"AllAccessDisabled",
+}
+_CHECKSUM_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}
+
+
+def _kind_of(code: str, status: int) -> CdnErrorKind:
+	if code in _ACCESS_CODES or status == 403:
+		return CdnErrorKind.ACCESS_DENIED
+	if code == "NoSuchBucket":
+		return CdnErrorKind.BUCKET_MISSING
+	if code in _CHECKSUM_CODES:
+		return CdnErrorKind.CHECKSUM_MISMATCH
+	if status >= 500 or code in ("InternalError", "ServiceUnavailable", "SlowDown"):
+		return CdnErrorKind.SERVER_ERROR
+	return CdnErrorKind.REJECTED
