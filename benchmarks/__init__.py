@@ -1,0 +1,1 @@
+"""Benchmark scripts (not tests): one figure per script, results in benchmarks/results/."""

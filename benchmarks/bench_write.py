@@ -1,0 +1,221 @@
+"""Write latency of ContentStore.write against a bare open/write/fsync/rename of the same bytes.
+
+The store adds a per-path flock, an identical-bytes check, the disk guard (statvfs), a hard-linked
+`.prev` and an fsync of the folder. This measures what that costs at 2 KB, 100 KB and 5 MB (SC-001 wants
+a local write within 500 ms; the goal here is p99(store) <= 1.5 x p99(bare)). Both writers run
+interleaved in one process on the same filesystem, alternating which goes first, so disk and cache
+conditions are shared; a third writer, bare + folder fsync, shows how much of the gap is the
+durability of the rename itself rather than the store's own work. Every iteration writes changed bytes of the same size, the store's worst case:
+its identical-bytes check must then read and compare the whole old file.
+
+    python -m benchmarks.bench_write [--dir DIR] [--iterations 200,200,30]
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+if __package__ in (None, ""):
+	sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import RESULTS_DIR, filesystem_of, markdown_table, percentile, write_results
+from memora_storage.utils import canonical
+from memora_storage.utils.store import ContentStore
+
+SIZES = (("2 KB", 2 * 1024), ("100 KB", 100 * 1024), ("5 MB", 5 * 1024 * 1024))
+DEFAULT_ITERATIONS = (200, 200, 30)
+WARMUP = 3
+MARKER = "@@VERSION-0000000000000000@@"
+GOAL_RATIO = 1.5
+GOAL_MS = 500.0
+
+
+def make_document(size: int) -> bytes:
+	"""A content-like JSON document (Arabic titles, nested lists) of exactly `size` bytes."""
+
+	def unit(i: int) -> dict:
+		return {
+			"id": f"U{i:05d}",
+			"title": f"الوحدة {i:05d}: الأعداد والعمليات",
+			"url": f"https://cdn.example.com/units/U{i:05d}.json",
+			"lessons": [f"L{i:05d}-{k}" for k in range(4)],
+		}
+
+	doc = {"plan": "P1", "version": MARKER, "title": "خطة الرياضيات للصف الأول", "pad": "", "units": []}
+	empty = len(canonical.dumps(doc))
+	doc["units"] = [unit(0)]
+	per_unit = len(canonical.dumps(doc)) - empty
+	doc["units"] = [unit(i) for i in range(max(0, (size - empty) // per_unit))]
+	while len(canonical.dumps(doc)) > size and doc["units"]:
+		doc["units"].pop()
+	doc["pad"] = "-" * (size - len(canonical.dumps(doc)))
+	data = canonical.dumps(doc)
+	assert len(data) == size, (len(data), size)
+	return data
+
+
+def version(template: bytes, i: int) -> bytes:
+	"""`template` with iteration `i` stamped in: changed bytes, same size."""
+	return template.replace(MARKER.encode(), f"@@VERSION-{i:016d}@@".encode(), 1)
+
+
+def bare_write(target: Path, data: bytes) -> None:
+	"""The least a crash-safe replace needs: temp file in the same folder, write, fsync, rename."""
+	tmp = target.with_name(f".{target.name}.bare.tmp")
+	with open(tmp, "wb") as f:
+		f.write(data)
+		f.flush()
+		os.fsync(f.fileno())
+	os.rename(tmp, target)
+
+
+def bare_durable_write(target: Path, data: bytes) -> None:
+	"""The bare write plus the folder fsync that makes the rename itself survive a power cut."""
+	bare_write(target, data)
+	fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+	try:
+		os.fsync(fd)
+	finally:
+		os.close(fd)
+
+
+def timed(fn: Callable[[], object]) -> float:
+	start = time.perf_counter_ns()
+	fn()
+	return (time.perf_counter_ns() - start) / 1e6
+
+
+def run_size(workdir: Path, label: str, size: int, iterations: int) -> dict:
+	"""Interleaved store and bare writes of one size; latencies in milliseconds."""
+	slug = label.replace(" ", "")
+	root = workdir / "content"
+	store = ContentStore(root, workdir / "locks", min_free_percent=0.0)
+	path = f"plans/P1/{slug}.json"
+	folder = root / "plans" / "P1"
+	folder.mkdir(parents=True, exist_ok=True)
+	bare_target = folder / f"{slug}.bare.json"
+	durable_target = folder / f"{slug}.durable.json"
+	template = make_document(size)
+	store_ms: list[float] = []
+	bare_ms: list[float] = []
+	durable_ms: list[float] = []
+	for i in range(-WARMUP, iterations):
+		data = version(template, i + WARMUP)
+		writes = [
+			(store_ms, lambda: store.write(path, data)),
+			(bare_ms, lambda: bare_write(bare_target, data)),
+			(durable_ms, lambda: bare_durable_write(durable_target, data)),
+		]
+		shift = i % len(writes)  # each writer goes first, second and third in turn
+		for sink, fn in writes[shift:] + writes[:shift]:
+			ms = timed(fn)
+			if i >= 0:
+				sink.append(ms)
+		assert store.read(path) == data, "store did not write the version"
+	return {
+		"size": label,
+		"bytes": len(template),
+		"iterations": iterations,
+		"store_ms": summarise(store_ms),
+		"bare_ms": summarise(bare_ms),
+		"bare_dir_fsync_ms": summarise(durable_ms),
+		"ratio_p50": percentile(store_ms, 50) / percentile(bare_ms, 50),
+		"ratio_p99": percentile(store_ms, 99) / percentile(bare_ms, 99),
+		"ratio_p99_vs_dir_fsync": percentile(store_ms, 99) / percentile(durable_ms, 99),
+	}
+
+
+def summarise(values: list[float]) -> dict[str, float]:
+	return {
+		"p50": percentile(values, 50),
+		"p90": percentile(values, 90),
+		"p99": percentile(values, 99),
+		"max": max(values),
+		"mean": statistics.fmean(values),
+	}
+
+
+def main(argv: list[str] | None = None) -> int:
+	parser = argparse.ArgumentParser(
+		description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+	)
+	parser.add_argument(
+		"--dir",
+		type=Path,
+		default=RESULTS_DIR / "tmp",
+		help="where to write (default: benchmarks/results/tmp, on the repository's filesystem)",
+	)
+	parser.add_argument(
+		"--iterations",
+		default=",".join(map(str, DEFAULT_ITERATIONS)),
+		help="iterations per size, comma-separated for 2 KB,100 KB,5 MB (default: %(default)s)",
+	)
+	args = parser.parse_args(argv)
+	counts = [int(n) for n in args.iterations.split(",")]
+	if len(counts) != len(SIZES):
+		parser.error(f"--iterations needs {len(SIZES)} numbers")
+
+	args.dir.mkdir(parents=True, exist_ok=True)
+	workdir = Path(tempfile.mkdtemp(prefix="bench_write.", dir=args.dir))
+	try:
+		fs = filesystem_of(workdir)
+		print(f"writing under {workdir} ({fs['fstype']} on {fs['device']})\n")
+		runs = [run_size(workdir, label, size, n) for (label, size), n in zip(SIZES, counts, strict=True)]
+	finally:
+		shutil.rmtree(workdir, ignore_errors=True)
+
+	rows = []
+	for r in runs:
+		s, b, d = r["store_ms"], r["bare_ms"], r["bare_dir_fsync_ms"]
+		ok = r["ratio_p99"] <= GOAL_RATIO and s["p99"] < GOAL_MS
+		rows.append(
+			[
+				r["size"],
+				r["iterations"],
+				round(s["p50"], 2),
+				round(s["p99"], 2),
+				round(b["p50"], 2),
+				round(b["p99"], 2),
+				round(d["p99"], 2),
+				round(r["ratio_p50"], 2),
+				round(r["ratio_p99"], 2),
+				"yes" if ok else "NO",
+				round(r["ratio_p99_vs_dir_fsync"], 2),
+			]
+		)
+	table = markdown_table(
+		[
+			"size",
+			"n",
+			"store p50 ms",
+			"store p99 ms",
+			"bare p50 ms",
+			"bare p99 ms",
+			"bare+dir fsync p99 ms",
+			"p50 ratio",
+			"p99 ratio",
+			f"p99 ≤ {GOAL_RATIO}× and < {GOAL_MS:g} ms",
+			"p99 ratio vs bare+dir fsync",
+		],
+		rows,
+	)
+	write_results(
+		"bench_write",
+		{
+			"filesystem": fs,
+			"goal": {"ratio_p99_max": GOAL_RATIO, "store_p99_ms_max": GOAL_MS},
+			"runs": runs,
+		},
+		table,
+	)
+	return 0
+
+
+if __name__ == "__main__":
+	sys.exit(main())
