@@ -217,7 +217,7 @@ class CdnBucket:
 			CacheControl=self.cache_control if cache_control is None else cache_control,
 			Metadata={SHA256_METADATA: digest},
 		)
-		return self._confirm(path, self.head(path), len(data), md5.hexdigest(), digest)
+		return self._confirm(path, self._head("upload", path), len(data), md5.hexdigest(), digest)
 
 	def _confirm(
 		self, path: str, stored: StoredObject | None, size: int, md5: str, digest: str
@@ -252,9 +252,12 @@ class CdnBucket:
 
 	def head(self, path: str) -> StoredObject | None:
 		"""The stored object of `path`, or None if there is none."""
+		return self._head("check", path)
+
+	def _head(self, action: str, path: str) -> StoredObject | None:
 		try:
 			response = self._call(
-				"check", path, self.client.head_object, Bucket=self.config.bucket, Key=self.key(path)
+				action, path, self.client.head_object, Bucket=self.config.bucket, Key=self.key(path)
 			)
 		except CdnError as e:
 			if e.status == 404:

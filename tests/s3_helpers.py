@@ -1,0 +1,268 @@
+"""A real S3 endpoint for tests and benchmarks (moto's server in a subprocess) and a proxy that breaks it.
+
+boto3 talks HTTP to these exactly as it talks to a production bucket; nothing is patched in-process.
+"""
+
+import collections
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+	with socket.socket() as s:
+		s.bind((HOST, 0))
+		return s.getsockname()[1]
+
+
+class MotoServer:
+	"""`python -m moto.server` on a free local port; its request log is kept in `log_path`."""
+
+	def __init__(self, log_path: str | os.PathLike):
+		self.log_path = Path(log_path)
+		self.port = free_port()
+		self.url = f"http://{HOST}:{self.port}"
+		self._process: subprocess.Popen | None = None
+
+	def start(self, timeout: float = 30.0) -> "MotoServer":
+		log = open(self.log_path, "wb")
+		self._process = subprocess.Popen(
+			[sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)],
+			stdout=log,
+			stderr=subprocess.STDOUT,
+		)
+		log.close()
+		deadline = time.monotonic() + timeout
+		while time.monotonic() < deadline:
+			if self._process.poll() is not None:
+				raise RuntimeError(f"moto server exited at start: {self.log_path.read_text()[-2000:]}")
+			try:
+				urllib.request.urlopen(f"{self.url}/moto-api/data.json", timeout=1).read()
+				return self
+			except (OSError, urllib.error.URLError):
+				time.sleep(0.1)
+		self.stop()
+		raise RuntimeError(f"moto server did not answer on {self.url} within {timeout:g} s")
+
+	def stop(self) -> None:
+		if self._process and self._process.poll() is None:
+			self._process.terminate()
+			try:
+				self._process.wait(10)
+			except subprocess.TimeoutExpired:
+				self._process.kill()
+				self._process.wait()
+
+	def set_auth(self, enforced: bool) -> None:
+		"""Make moto check signatures and IAM policies on every request (or stop checking)."""
+		request = urllib.request.Request(
+			f"{self.url}/moto-api/reset-auth",
+			data=b"0" if enforced else b"inf",
+			headers={"Content-Type": "text/plain"},  # a form body would be parsed away before moto reads it
+			method="POST",
+		)
+		urllib.request.urlopen(request, timeout=5).read()
+
+	def logged_requests(self) -> collections.Counter:
+		"""Requests served so far by HTTP method, from the server's access log."""
+		counts: collections.Counter = collections.Counter()
+		# werkzeug colours some lines: `"\x1b[35m\x1b[1mDELETE /key HTTP/1.1\x1b[0m" 204`.
+		for match in re.finditer(
+			rb'"(?:\x1b\[[\d;]*m)*(GET|PUT|POST|HEAD|DELETE) ', self.log_path.read_bytes()
+		):
+			counts[match.group(1).decode()] += 1
+		return counts
+
+
+_STATUS_CODES = {403: "AccessDenied", 500: "InternalError", 503: "SlowDown"}
+
+
+class FaultProxy:
+	"""A threaded HTTP proxy in front of an S3 endpoint that can misbehave on demand.
+
+	Faults: an HTTP status (403, 500, 503) answered instead of forwarding; "hang" (never answer
+	until cleared); "reset" (drop the connection without an answer); "corrupt-body" (flip the last
+	byte of a PUT body before forwarding); "corrupt-etag" (alter the ETag in HEAD answers).
+	`stop_after` makes the endpoint vanish (connections refused, open ones cut) after that many
+	requests, as when a CDN goes down in the middle of a sync.
+	"""
+
+	def __init__(self, upstream_port: int):
+		self.upstream_port = upstream_port
+		self.port = free_port()
+		self.url = f"http://{HOST}:{self.port}"
+		self.fault: str | int | None = None
+		self.fault_after = 0
+		self.stop_after: int | None = None
+		self.seen = 0
+		self.forwarded: collections.Counter = collections.Counter()
+		self._lock = threading.Lock()
+		self._release = threading.Event()
+		self._listener: socket.socket | None = None
+		self._clients: set[socket.socket] = set()
+
+	def start(self) -> "FaultProxy":
+		listener = socket.socket()
+		listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+		listener.bind((HOST, self.port))
+		listener.listen(128)
+		self._listener = listener
+		threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+		return self
+
+	def stop(self) -> None:
+		"""Refuse new connections and cut the open ones."""
+		with self._lock:
+			listener, self._listener = self._listener, None
+			clients, self._clients = self._clients, set()
+		if listener:
+			_shutdown(listener)
+		for client in clients:
+			_reset(client)
+
+	def set_fault(self, fault: str | int | None, after: int = 0) -> None:
+		"""Misbehave as `fault` from the request after the next `after` ones on."""
+		with self._lock:
+			self.fault = fault
+			self.fault_after = self.seen + after
+			if self._release.is_set():
+				self._release = threading.Event()
+
+	def clear(self) -> None:
+		"""Behave again, and let hung requests go (they are closed without an answer)."""
+		with self._lock:
+			self.fault = None
+			self.stop_after = None
+			self._release.set()
+
+	def _accept(self, listener: socket.socket) -> None:
+		while True:
+			try:
+				client, _ = listener.accept()
+			except OSError:
+				return
+			with self._lock:
+				self._clients.add(client)
+			threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+	def _serve(self, client: socket.socket) -> None:
+		try:
+			request = _read_head(client)
+			if request is None:
+				return
+			head, body = request
+			method = head.split(b" ", 1)[0].decode()
+			with self._lock:
+				self.seen += 1
+				fault = self.fault if self.seen > self.fault_after else None
+				stop_now = self.stop_after is not None and self.seen >= self.stop_after
+				release = self._release
+			if isinstance(fault, int):
+				client.sendall(_error_response(fault, method))
+			elif fault == "hang":
+				release.wait(60)
+			elif fault == "reset":
+				_reset(client)
+			else:
+				body = _read_body(client, head, body)
+				if body is None:
+					return
+				if fault == "corrupt-body" and method == "PUT" and body:
+					body = body[:-1] + bytes([body[-1] ^ 0xFF])
+				response = self._forward(head, body)
+				with self._lock:
+					self.forwarded[method] += 1
+				if fault == "corrupt-etag" and method == "HEAD":
+					response = re.sub(rb'(?i)(\r\netag: *")([0-9a-f])', _other_digit, response, count=1)
+				client.sendall(response)
+			if stop_now:
+				self.stop()
+		except OSError:
+			pass
+		finally:
+			with self._lock:
+				self._clients.discard(client)
+			client.close()
+
+	def _forward(self, head: bytes, body: bytes) -> bytes:
+		"""Send one request upstream with `Connection: close` and return the whole answer."""
+		head = re.sub(rb"(?im)^connection:[^\r\n]*\r\n", b"", head)
+		head = head[:-2] + b"Connection: close\r\n\r\n"
+		with socket.create_connection((HOST, self.upstream_port), timeout=30) as upstream:
+			upstream.sendall(head + body)
+			chunks = []
+			while chunk := upstream.recv(65536):
+				chunks.append(chunk)
+		return b"".join(chunks)
+
+
+def _read_head(client: socket.socket) -> tuple[bytes, bytes] | None:
+	"""The request line and headers, and whatever part of the body came with them."""
+	data = b""
+	while b"\r\n\r\n" not in data:
+		chunk = client.recv(65536)
+		if not chunk:
+			return None
+		data += chunk
+	head, _, body = data.partition(b"\r\n\r\n")
+	return head + b"\r\n\r\n", body
+
+
+def _read_body(client: socket.socket, head: bytes, body: bytes) -> bytes | None:
+	"""The rest of the body; None if the client went away before sending it all."""
+	length = re.search(rb"(?im)^content-length: *(\d+)", head)
+	remaining = int(length.group(1)) if length else 0
+	while len(body) < remaining:
+		chunk = client.recv(65536)
+		if not chunk:
+			return None
+		body += chunk
+	return body
+
+
+def _error_response(status: int, method: str) -> bytes:
+	code = _STATUS_CODES.get(status, "InternalError")
+	body = (
+		b""
+		if method == "HEAD"
+		else (
+			f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+			f"<Message>injected by the test proxy</Message></Error>"
+		).encode()
+	)
+	return (
+		f"HTTP/1.1 {status} {code}\r\nContent-Type: application/xml\r\n"
+		f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+	).encode() + body
+
+
+def _other_digit(match: re.Match) -> bytes:
+	return match.group(1) + (b"1" if match.group(2) == b"0" else b"0")
+
+
+def _shutdown(sock: socket.socket) -> None:
+	try:
+		sock.shutdown(socket.SHUT_RDWR)
+	except OSError:
+		pass
+	sock.close()
+
+
+def _reset(sock: socket.socket) -> None:
+	"""Close with an RST, as a crashed server or a cut network would."""
+	try:
+		sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+		sock.shutdown(socket.SHUT_RDWR)
+	except OSError:
+		pass
+	sock.close()

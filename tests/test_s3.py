@@ -1,0 +1,219 @@
+"""CdnBucket against a real S3 endpoint (moto's server over HTTP): uploads, confirmation, listing, deletes, probe, errors."""
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import ACCESS_KEY, SECRET_KEY, make_config, raw_client
+from s3_helpers import FaultProxy, MotoServer, free_port
+
+from memora_storage.utils import canonical
+from memora_storage.utils.paths import InvalidPathError
+from memora_storage.utils.s3 import (
+	CONTENT_TYPE,
+	DEFAULT_CACHE_CONTROL,
+	CdnBucket,
+	CdnError,
+	CdnErrorKind,
+	S3Config,
+)
+
+ARABIC_PATH = "plans/خطة الرياضيات/subjects/الجبر #1.json"
+DATA = canonical.dumps({"title": "الجبر", "units": ["u1", "u2"]})
+
+
+def test_put_sends_checksum_headers_and_metadata(cdn: CdnBucket, moto_server: MotoServer) -> None:
+	stored = cdn.put("plans/P1/manifest.json", DATA)
+	assert stored.size == len(DATA)
+	assert stored.etag == hashlib.md5(DATA).hexdigest()
+	assert stored.sha256 == canonical.sha256(DATA)
+	head = raw_client(moto_server.url).head_object(
+		Bucket=cdn.config.bucket, Key="memora/plans/P1/manifest.json"
+	)
+	assert head["ContentType"] == CONTENT_TYPE
+	assert head["CacheControl"] == DEFAULT_CACHE_CONTROL
+	assert head["Metadata"] == {"sha256": canonical.sha256(DATA)}
+	assert cdn.get("plans/P1/manifest.json") == DATA
+
+
+def test_cache_control_is_a_parameter(moto_server: MotoServer, bucket_name: str) -> None:
+	bucket = CdnBucket(make_config(moto_server.url, bucket_name), cache_control="public, max-age=60")
+	bucket.put("units/u1.json", DATA)
+	bucket.put("units/u2.json", DATA, cache_control="no-cache")
+	client = raw_client(moto_server.url)
+	assert client.head_object(Bucket=bucket_name, Key="units/u1.json")["CacheControl"] == "public, max-age=60"
+	assert client.head_object(Bucket=bucket_name, Key="units/u2.json")["CacheControl"] == "no-cache"
+
+
+def test_arabic_and_url_special_names_round_trip(cdn: CdnBucket) -> None:
+	cdn.put(ARABIC_PATH, DATA)
+	assert cdn.get(ARABIC_PATH) == DATA
+	assert [item.path for item in cdn.list()] == [ARABIC_PATH]
+	assert cdn.head(ARABIC_PATH).sha256 == canonical.sha256(DATA)
+	cdn.delete(ARABIC_PATH)
+	assert cdn.head(ARABIC_PATH) is None
+
+
+def test_keys_carry_the_prefix_and_paths_are_validated(cdn: CdnBucket) -> None:
+	assert cdn.key("units/u1.json") == "memora/units/u1.json"
+	for bad in ("../escape.json", "/abs.json", "units/.hidden.json", "units/u1.json.prev", "a\\b.json"):
+		with pytest.raises(InvalidPathError):
+			cdn.put(bad, DATA)
+
+
+def test_list_and_delete_prefix_page_through_more_than_a_thousand(cdn: CdnBucket) -> None:
+	paths = [f"plans/P1/subjects/s{n:04}.json" for n in range(1005)]
+	with ThreadPoolExecutor(16) as pool:
+		list(pool.map(lambda path: cdn.put(path, path.encode()), paths))
+	cdn.put("plans/P10/manifest.json", DATA)  # shares the text "plans/P1" but not the folder
+	cdn.put("plans/P1/manifest.json", DATA)
+
+	listed = {item.path: item for item in cdn.list("plans/P1")}
+	assert len(listed) == 1006
+	assert (
+		listed["plans/P1/subjects/s0007.json"].etag
+		== hashlib.md5(b"plans/P1/subjects/s0007.json").hexdigest()
+	)
+	assert listed["plans/P1/manifest.json"].size == len(DATA)
+	assert len(list(cdn.list())) == 1007
+
+	assert cdn.delete_prefix("plans/P1") == 1006
+	assert [item.path for item in cdn.list()] == ["plans/P10/manifest.json"]
+	assert cdn.delete_prefix("plans/P1") == 0
+
+
+def test_delete_of_absent_object_succeeds(cdn: CdnBucket) -> None:
+	cdn.delete("units/never-there.json")
+
+
+def test_probe_writes_reads_lists_deletes_and_leaves_nothing(cdn: CdnBucket, moto_server: MotoServer) -> None:
+	result = cdn.probe()
+	assert result.ok, result.message
+	assert [step.name for step in result.steps] == ["write", "read", "list", "delete"]
+	assert all(step.seconds >= 0 for step in result.steps)
+	assert raw_client(moto_server.url).list_objects_v2(Bucket=cdn.config.bucket)["KeyCount"] == 0
+
+
+def test_probe_reports_a_missing_bucket(moto_server: MotoServer) -> None:
+	result = CdnBucket(make_config(moto_server.url, "memora-no-such-bucket")).probe()
+	assert not result.ok
+	assert [(step.name, step.ok) for step in result.steps] == [("write", False)]
+	assert "bucket 'memora-no-such-bucket' does not exist" in result.message
+
+
+def test_missing_bucket_is_named(moto_server: MotoServer) -> None:
+	bucket = CdnBucket(make_config(moto_server.url, "memora-no-such-bucket"))
+	with pytest.raises(CdnError) as caught:
+		bucket.put("units/u1.json", DATA)
+	assert caught.value.kind is CdnErrorKind.BUCKET_MISSING
+	assert caught.value.path == "units/u1.json"
+	with pytest.raises(CdnError) as caught:
+		list(bucket.list())
+	assert caught.value.kind is CdnErrorKind.BUCKET_MISSING
+
+
+def test_unreachable_endpoint_is_named_quickly(bucket_name: str) -> None:
+	bucket = CdnBucket(make_config(f"http://127.0.0.1:{free_port()}", bucket_name))
+	with pytest.raises(CdnError) as caught:
+		bucket.put("units/u1.json", DATA)
+	assert caught.value.kind is CdnErrorKind.UNREACHABLE
+	assert "endpoint unreachable" in str(caught.value)
+	assert not bucket.probe().ok
+
+
+@pytest.mark.parametrize(
+	("fault", "kind", "words"),
+	[
+		(500, CdnErrorKind.SERVER_ERROR, "HTTP 500"),
+		(503, CdnErrorKind.SERVER_ERROR, "HTTP 503"),
+		(403, CdnErrorKind.ACCESS_DENIED, "access denied"),
+		("hang", CdnErrorKind.TIMEOUT, "timed out"),
+		("reset", CdnErrorKind.UNREACHABLE, "closed the connection"),
+	],
+)
+def test_faults_become_one_clear_error(
+	proxied_cdn: CdnBucket, proxy: FaultProxy, fault: object, kind: CdnErrorKind, words: str
+) -> None:
+	proxy.set_fault(fault)
+	with pytest.raises(CdnError) as caught:
+		proxied_cdn.put("units/u1.json", DATA)
+	assert caught.value.kind is kind
+	assert words in str(caught.value)
+	assert str(caught.value).startswith("upload of 'units/u1.json' failed: ")
+	proxy.clear()
+	assert proxied_cdn.put("units/u1.json", DATA).size == len(DATA)
+
+
+def test_transient_5xx_is_retried_once_inside_boto3(proxied_cdn: CdnBucket, proxy: FaultProxy) -> None:
+	proxy.set_fault(503)
+	with pytest.raises(CdnError):
+		proxied_cdn.put("units/u1.json", DATA)
+	assert proxy.seen == 2  # one try and one retry; the durable schedule does the rest
+
+
+@pytest.mark.parametrize("fault", ["corrupt-body", "corrupt-etag"])
+def test_an_upload_the_server_does_not_confirm_is_an_error_and_leaves_no_wrong_bytes(
+	proxied_cdn: CdnBucket, cdn: CdnBucket, proxy: FaultProxy, fault: str
+) -> None:
+	proxy.set_fault(fault)
+	with pytest.raises(CdnError) as caught:
+		proxied_cdn.put("units/u1.json", DATA)
+	assert caught.value.kind is CdnErrorKind.CHECKSUM_MISMATCH
+	assert "checksum mismatch" in str(caught.value)
+	# The damaged (or unprovable) object was removed: readers get nothing rather than wrong bytes.
+	assert cdn.head("units/u1.json") is None
+
+
+def test_a_newer_version_uploaded_meanwhile_is_left_alone(cdn: CdnBucket) -> None:
+	newer = canonical.dumps({"v": 2})
+	cdn.put("units/u1.json", newer)
+	with pytest.raises(CdnError, match="another version replaced it meanwhile"):
+		cdn._confirm("units/u1.json", cdn.head("units/u1.json"), len(DATA), "0" * 32, canonical.sha256(DATA))
+	assert cdn.get("units/u1.json") == newer
+
+
+def test_without_md5_etags_the_sha256_metadata_confirms(moto_server: MotoServer, bucket_name: str) -> None:
+	bucket = CdnBucket(make_config(moto_server.url, bucket_name, etag_is_md5=False))
+	assert bucket.put("units/u1.json", DATA).sha256 == canonical.sha256(DATA)
+
+
+def test_secrets_never_appear_in_repr_or_messages(proxied_cdn: CdnBucket, proxy: FaultProxy) -> None:
+	texts = [repr(proxied_cdn.config), repr(proxied_cdn), str(proxied_cdn.config.endpoint_host)]
+	for fault in (403, 500, "hang", "reset"):
+		proxy.set_fault(fault)
+		with pytest.raises(CdnError) as caught:
+			proxied_cdn.put("units/u1.json", DATA)
+		texts += [str(caught.value), repr(caught.value)]
+	proxy.stop()
+	texts.append(proxied_cdn.probe().message)
+	for text in texts:
+		assert SECRET_KEY not in text
+		assert ACCESS_KEY not in text
+
+
+def test_endpoint_user_info_is_not_shown() -> None:
+	config = S3Config(bucket="b-1", endpoint_url="https://user:pass@cdn.example.com:9000")
+	assert config.endpoint_host == "cdn.example.com:9000"
+	assert S3Config(bucket="b-1", region="eu-west-1").endpoint_host == "s3.eu-west-1.amazonaws.com"
+
+
+@pytest.mark.parametrize(
+	("field", "value", "words"),
+	[
+		("bucket", " ", "bucket name is empty"),
+		("endpoint_url", "ftp://x", "http:// or https://"),
+		("key_prefix", "../up", "leave its folder"),
+		("addressing_style", "sideways", "addressing style"),
+	],
+)
+def test_config_is_validated(field: str, value: str, words: str) -> None:
+	values = {"bucket": "memora", field: value}
+	with pytest.raises(ValueError, match=words):
+		S3Config(**values)
+
+
+def test_key_prefix_slashes_are_normalised(moto_server: MotoServer, bucket_name: str) -> None:
+	bucket = CdnBucket(make_config(moto_server.url, bucket_name, key_prefix="/site/content/"))
+	bucket.put("units/u1.json", DATA)
+	assert bucket.key("units/u1.json") == "site/content/units/u1.json"
+	assert [item.path for item in bucket.list()] == ["units/u1.json"]

@@ -1,0 +1,76 @@
+"""The uploader: local bytes at run time, concurrent, per-path outcomes, nothing sent when nothing changed."""
+
+import errno
+
+from conftest import write_content
+from s3_helpers import FaultProxy
+
+from memora_storage.utils import canonical
+from memora_storage.utils.paths import InvalidPathError
+from memora_storage.utils.s3 import CdnBucket
+from memora_storage.utils.store import ContentStore, FileOperationError
+from memora_storage.utils.uploader import Uploader
+
+
+def test_upload_sends_the_local_bytes_as_they_are_when_it_runs(
+	content_store: ContentStore, cdn: CdnBucket
+) -> None:
+	uploader = Uploader(content_store, cdn)
+	content_store.write("units/u1.json", b'{"v": 1}\n')
+	first = uploader.upload("units/u1.json")
+	content_store.write("units/u1.json", b'{"v": 2, "more": true}\n')  # regenerated after the job was queued
+	second = uploader.upload("units/u1.json")
+	assert cdn.get("units/u1.json") == b'{"v": 2, "more": true}\n'
+	assert second.uploaded and second.ok
+	assert (second.sha256, second.size) == (canonical.sha256(b'{"v": 2, "more": true}\n'), 23)
+	assert first.sha256 != second.sha256
+
+
+def test_upload_skips_the_version_already_synced(
+	content_store: ContentStore, proxied_cdn: CdnBucket, proxy: FaultProxy
+) -> None:
+	uploader = Uploader(content_store, proxied_cdn)
+	content_store.write("units/u1.json", b"{}\n")
+	sent = uploader.upload("units/u1.json")
+	before = proxy.seen
+	skipped = uploader.upload("units/u1.json", synced_sha256=sent.sha256)
+	assert (skipped.uploaded, skipped.sha256, skipped.size) == (False, sent.sha256, 3)
+	assert proxy.seen == before
+
+
+def test_upload_many_is_concurrent_ordered_and_second_run_sends_nothing(
+	content_store: ContentStore, proxied_cdn: CdnBucket, proxy: FaultProxy
+) -> None:
+	files = write_content(content_store, 60)
+	uploader = Uploader(content_store, proxied_cdn)
+	results = uploader.upload_many(files, workers=8)
+	assert [result.path for result in results] == list(files)
+	assert all(result.ok and result.uploaded for result in results)
+	assert proxy.forwarded["PUT"] == 60
+	for path, data in files.items():
+		assert proxied_cdn.get(path) == data
+
+	before = proxy.seen
+	synced = {result.path: result.sha256 for result in results}
+	again = uploader.upload_many(files, synced=synced, workers=8)
+	assert all(result.ok and not result.uploaded for result in again)
+	assert proxy.seen == before  # zero requests of any kind
+
+
+def test_one_failure_does_not_stop_the_others(content_store: ContentStore, cdn: CdnBucket) -> None:
+	files = write_content(content_store, 5)
+	paths = [*files, "units/deleted-meanwhile.json", "../outside.json", *files]  # duplicates collapse
+	results = Uploader(content_store, cdn).upload_many(paths, workers=4)
+	assert [result.path for result in results] == paths[:7]
+	by_path = {result.path: result for result in results}
+	missing = by_path["units/deleted-meanwhile.json"].error
+	assert isinstance(missing, FileOperationError) and missing.errno == errno.ENOENT
+	assert isinstance(by_path["../outside.json"].error, InvalidPathError)
+	assert all(by_path[path].ok for path in files)
+	assert sorted(item.path for item in cdn.list()) == sorted(files)
+
+
+def test_workers_default_to_the_connection_pool(content_store: ContentStore, cdn: CdnBucket) -> None:
+	files = write_content(content_store, 3)
+	results = Uploader(content_store, cdn).upload_many(files)
+	assert all(result.uploaded for result in results)
