@@ -202,7 +202,8 @@ def _run(*cmd: str) -> str | None:
 		return f"{cmd[0]} is not installed"
 	proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
 	if proc.returncode:
-		return f"`{' '.join(cmd)}` failed: {(proc.stderr or proc.stdout).strip()}"
+		said = (proc.stderr or proc.stdout).strip().splitlines() or [f"exit status {proc.returncode}"]
+		return f"`{' '.join(cmd)}` failed: {said[0]}"
 	return None
 
 
