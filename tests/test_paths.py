@@ -171,6 +171,13 @@ def test_url_path_refuses_unsafe_paths() -> None:
 		paths.url_path("../secret.json")
 
 
+@pytest.mark.parametrize("value", [None, 7, ["units", "u1.json"], {"path": "units/u1.json"}])
+def test_url_path_refuses_non_text_with_invalid_path_error(value: object) -> None:
+	"""A JSON batch can carry lists or dicts: that is a bad request, not a TypeError from the cache."""
+	with pytest.raises(InvalidPathError, match="must be text"):
+		paths.url_path(value)  # type: ignore[arg-type]
+
+
 def test_resolve_stays_under_root(tmp_path: Path) -> None:
 	root = tmp_path / "content"
 	assert paths.resolve(root, "plans/P1/manifest.json") == root / "plans" / "P1" / "manifest.json"

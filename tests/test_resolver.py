@@ -89,6 +89,12 @@ def test_unsafe_paths_get_no_url(path: str) -> None:
 		get_content_url(path, UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN))
 
 
+@pytest.mark.parametrize("path", [None, ["units/U1.json"], {"p": 1}])
+def test_non_text_paths_get_invalid_path_error(path: object) -> None:
+	with pytest.raises(InvalidPathError, match="must be text"):
+		get_content_url(path, UrlSettings(local_domain=SITE))  # type: ignore[arg-type]
+
+
 def test_settings_snapshot_is_frozen() -> None:
 	"""One snapshot per rendered file: nobody can flip it halfway ("Settings Change Race")."""
 	settings = UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN)

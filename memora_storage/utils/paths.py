@@ -113,7 +113,14 @@ def is_content_file(name: str) -> bool:
 	return not (name.startswith(TEMP_PREFIX) or name.endswith(PREV_SUFFIX) or name.endswith(TEMP_SUFFIX))
 
 
-@functools.lru_cache(maxsize=65536)
 def url_path(path: str) -> str:
 	"""Percent-encode each part of a content path for use in a URL ('#', '?', Arabic, spaces)."""
+	if not isinstance(path, str):
+		# Checked before the cache, which would raise TypeError on a list or dict from a JSON batch.
+		raise InvalidPathError(f"path must be text, got {type(path).__name__}")
+	return _url_path(path)
+
+
+@functools.lru_cache(maxsize=65536)
+def _url_path(path: str) -> str:
 	return "/".join(quote(segment, safe="") for segment in validate_relpath(path).split("/"))
