@@ -1,7 +1,7 @@
 """Resolver throughput in a warm process: get_content_url calls per second.
 
 Three shapes of use: one path over and over (a hot link), a mix of 10,000 distinct paths with Arabic,
-spaces and '#' (a site's whole catalogue; measured cold, with url_path's cache just cleared, and warm),
+spaces and '#' (a site's whole catalogue; measured cold, with the encoded-path cache just cleared, and warm),
 and batches of 1,000 paths resolved from one settings snapshot, as `api.get_content_urls` does. Each is
 measured with the CDN on and off. Goal: at least 200,000 single-path calls per second. This is the core
 resolver only: the Frappe API adds reading the settings snapshot and the HTTP round trip.
@@ -20,7 +20,7 @@ if __package__ in (None, ""):
 	sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import markdown_table, write_results
-from memora_storage.utils.paths import url_path
+from memora_storage.utils.paths import _url_path
 from memora_storage.utils.resolver import UrlSettings, get_content_url
 
 GOAL_SINGLE = 200_000
@@ -80,7 +80,7 @@ def bench_mix_cold(settings: UrlSettings, paths: list[str], repeat: int) -> dict
 	"""First sight of every path: validation and percent-encoding are paid in full."""
 	rates = []
 	for _ in range(repeat):
-		url_path.cache_clear()
+		_url_path.cache_clear()  # the resolver's per-process cache of encoded paths
 		start = time.perf_counter()
 		for path in paths:
 			get_content_url(path, settings)
