@@ -11,7 +11,7 @@ import frappe
 from frappe import _
 from frappe.rate_limiter import rate_limit
 
-from memora_storage import content_files, settings
+from memora_storage import cdn_sync, content_files, reports, settings
 from memora_storage.utils import paths
 from memora_storage.utils.resolver import get_content_url as resolve_url
 from memora_storage.utils.store import FileOperationError
@@ -91,3 +91,52 @@ def rebuild_all() -> None:
 
 	enqueue_relink()
 	frappe.msgprint(_("All content files are being rebuilt in the background."), alert=True)
+
+
+@frappe.whitelist(methods=["POST"])
+def retry_sync(names: str | list[str]) -> int:
+	"""Start a fresh CDN schedule for Content File rows (the manual retry of FR-017)."""
+	frappe.only_for("System Manager")
+	if isinstance(names, str):
+		names = frappe.parse_json(names) if names.startswith("[") else [names]
+	count = cdn_sync.retry(names)
+	frappe.msgprint(_("{0} content files queued for the CDN.").format(count), alert=True)
+	return count
+
+
+@frappe.whitelist(methods=["POST"])
+def retry_all_failed() -> int:
+	"""Retry every Content File whose CDN sync is Failed."""
+	frappe.only_for("System Manager")
+	return retry_sync(frappe.get_all(content_files.DOCTYPE, filters={"sync_status": "Failed"}, pluck="name"))
+
+
+@frappe.whitelist(methods=["POST"])
+def verify_cdn() -> str:
+	"""Compare the bucket with the local files now; returns the Content Health Report's name."""
+	frappe.only_for("System Manager")
+	return cdn_sync.verify_bucket().name
+
+
+@frappe.whitelist(methods=["POST"])
+def resync(report: str) -> int:
+	"""Queue an upload of every path a CDN verification found missing or different."""
+	frappe.only_for("System Manager")
+	count = cdn_sync.resync(frappe.get_doc(reports.DOCTYPE, report))
+	frappe.msgprint(_("{0} content files queued for the CDN.").format(count), alert=True)
+	return count
+
+
+@frappe.whitelist(methods=["POST"])
+def test_connection() -> dict:
+	"""Write, read back, list and delete a probe object in the bucket; each step with its result."""
+	frappe.only_for("System Manager")
+	result = cdn_sync.test_connection()
+	return {
+		"ok": result.ok,
+		"message": result.message,
+		"steps": [
+			{"name": step.name, "ok": step.ok, "seconds": round(step.seconds, 3), "message": step.message}
+			for step in result.steps
+		],
+	}

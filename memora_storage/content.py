@@ -264,11 +264,16 @@ def flush() -> None:
 def apply(removals: dict[str, bool], renders: Iterable[tuple[str, str]]) -> bool:
 	"""Remove then write files; True if any write failed (already logged and marked Pending)."""
 	store = settings.content_store()
-	for path, is_folder in removals.items():
-		removed = store.remove_tree(path) if is_folder else store.remove(path)
-		content_files.record_removal(path, is_folder, removed)
-	ctx = new_context()
 	failed = False
+	for path, is_folder in removals.items():
+		try:
+			store.remove_tree(path) if is_folder else store.remove(path)
+		except FileOperationError as e:
+			content_files.record_failure(path, None, None, e)
+			failed = True
+			continue
+		content_files.record_removal(path, is_folder)
+	ctx = new_context()
 	for doctype, name in renders:
 		if frappe.db.exists(doctype, name):
 			failed |= not write_document(frappe.get_doc(doctype, name), ctx, store)

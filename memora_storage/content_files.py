@@ -2,7 +2,8 @@
 
 Every write, failure and removal lands here, so nothing the disk or the CDN missed is forgotten
 across restarts: a Pending local status is retried by the scheduler, and a Pending sync status is
-what the CDN upload queue works from.
+what the CDN upload queue works from. Rows are read FOR UPDATE and written with direct updates,
+so a save and a sync job that touch the same row at once serialise instead of failing.
 """
 
 import hashlib
@@ -14,6 +15,17 @@ from frappe.utils import now_datetime
 from memora_storage.utils.store import FileOperationError, WriteResult
 
 DOCTYPE = "Content File"
+_FIELDS = (
+	"name",
+	"reference_doctype",
+	"reference_name",
+	"local_status",
+	"sha256",
+	"sync_operation",
+	"sync_status",
+	"synced_sha256",
+	"written_at",
+)
 
 
 def row_name(path: str) -> str:
@@ -21,69 +33,87 @@ def row_name(path: str) -> str:
 	return hashlib.sha1(path.encode("utf-8")).hexdigest()[:20]
 
 
-def _get_or_new(path: str):
-	name = row_name(path)
-	if frappe.db.exists(DOCTYPE, name):
-		return frappe.get_doc(DOCTYPE, name)
-	return frappe.get_doc({"doctype": DOCTYPE, "path": path})
+def _locked_row(path: str) -> frappe._dict | None:
+	return frappe.db.get_value(DOCTYPE, row_name(path), _FIELDS, as_dict=True, for_update=True)
 
 
-def _save(doc) -> None:
-	doc.flags.ignore_permissions = True
-	if doc.is_new():
-		doc.insert()
-	else:
-		doc.save()
+def _upsert(path: str, row: frappe._dict | None, values: dict) -> None:
+	if row:
+		frappe.db.set_value(DOCTYPE, row.name, values)
+		return
+	try:
+		frappe.get_doc({"doctype": DOCTYPE, "path": path, **values}).insert(ignore_permissions=True)
+	except frappe.DuplicateEntryError:  # another process inserted it first
+		frappe.db.set_value(DOCTYPE, row_name(path), values)
 
 
-def _queue_sync(doc, operation: str) -> None:
-	doc.update(
-		{
-			"sync_operation": operation,
-			"sync_status": "Pending",
-			"attempts": 0,
-			"next_attempt_at": now_datetime(),
-			"first_failure_at": None,
-			"last_error": None,
-		}
-	)
+def sync_values(operation: str, row: frappe._dict | None) -> dict:
+	"""Queue `operation` for the CDN; a row being synced right now only learns the new operation,
+	and the running job, which compares what it sent with the row when it ends, queues it again."""
+	if row and row.sync_status == "Syncing":
+		return {"sync_operation": operation}
+	return {
+		"sync_operation": operation,
+		"sync_status": "Pending",
+		"attempts": 0,
+		"next_attempt_at": now_datetime(),
+		"first_failure_at": None,
+		"last_error": None,
+		"failure_alerted": 0,
+	}
+
+
+def _enqueue_sync(names: list[str]) -> None:
+	from memora_storage import cdn_sync  # imports this module
+
+	cdn_sync.enqueue(names)
 
 
 def record_write(result: WriteResult, doctype: str | None, name: str | None) -> None:
 	"""The file at `result.path` now holds these bytes; queue an upload unless the CDN has them already."""
-	doc = _get_or_new(result.path)
-	doc.update(
-		{
-			"reference_doctype": doctype,
-			"reference_name": name,
-			"local_status": "Written",
-			"sha256": result.sha256,
-			"size": result.size,
-			"local_error": None,
-		}
-	)
-	if result.changed or doc.is_new() or not doc.written_at:
-		doc.written_at = now_datetime()
-	already_there = doc.sync_status == "Synced" and doc.synced_sha256 == result.sha256
-	if not already_there and not (doc.sync_operation == "Upload" and doc.sync_status == "Pending"):
-		_queue_sync(doc, "Upload")
-	_save(doc)
+	row = _locked_row(result.path)
+	values = {
+		"reference_doctype": doctype,
+		"reference_name": name,
+		"local_status": "Written",
+		"sha256": result.sha256,
+		"size": result.size,
+		"local_error": None,
+	}
+	if result.changed or not row or not row.written_at:
+		values["written_at"] = now_datetime()
+	on_cdn = row and row.sync_status == "Synced" and row.synced_sha256 == result.sha256
+	if not on_cdn:
+		values.update(sync_values("Upload", row))
+	_upsert(result.path, row, values)
+	if not on_cdn:
+		_enqueue_sync([row_name(result.path)])
+
+
+def queue_upload(result: WriteResult) -> str:
+	"""Queue an upload even where the row says the CDN has it (a verification found otherwise)."""
+	row = _locked_row(result.path)
+	values = {"sha256": result.sha256, "size": result.size, **sync_values("Upload", row)}
+	if not row:
+		values.update(local_status="Written", written_at=now_datetime())
+	_upsert(result.path, row, values)
+	return row_name(result.path)
 
 
 def record_failure(path: str, doctype: str | None, name: str | None, error: FileOperationError) -> None:
 	"""Log a failed file operation once (FR-016) and mark the path Pending so it is retried."""
-	doc = _get_or_new(path)
-	first_failure = doc.local_status != "Pending"
-	doc.update(
+	row = _locked_row(path)
+	_upsert(
+		path,
+		row,
 		{
-			"reference_doctype": doctype or doc.reference_doctype,
-			"reference_name": name or doc.reference_name,
+			"reference_doctype": doctype or (row and row.reference_doctype),
+			"reference_name": name or (row and row.reference_name),
 			"local_status": "Pending",
 			"local_error": str(error),
-		}
+		},
 	)
-	_save(doc)
-	if first_failure:
+	if not row or row.local_status != "Pending":
 		frappe.log_error(
 			title=_("Memora Storage: could not {0} {1}").format(error.operation, path)[:140],
 			message=f"operation: {error.operation}\npath: {path}\nerrno: {error.errno}\n"
@@ -93,17 +123,23 @@ def record_failure(path: str, doctype: str | None, name: str | None, error: File
 		)
 
 
-def record_removal(path: str, is_folder: bool, removed: bool) -> None:
+def record_removal(path: str, is_folder: bool) -> None:
 	"""Mark the row(s) of a removed file or folder Deleted and queue the delete on the CDN."""
 	if is_folder:
-		names = frappe.get_all(DOCTYPE, filters={"path": ["like", f"{_escape_like(path)}/%"]}, pluck="name")
+		names = frappe.get_all(DOCTYPE, filters={"path": ["like", f"{_escape_like(path)}/%"]}, pluck="path")
 	else:
-		names = [row_name(path)] if frappe.db.exists(DOCTYPE, row_name(path)) else []
-	for name in names:
-		doc = frappe.get_doc(DOCTYPE, name)
-		doc.update({"local_status": "Deleted", "local_error": None, "sha256": None, "size": 0})
-		_queue_sync(doc, "Delete")
-		_save(doc)
+		names = [path]
+	queued = []
+	for file_path in names:
+		row = _locked_row(file_path)
+		if not row or (row.local_status == "Deleted" and row.sync_operation == "Delete"):
+			continue
+		values = {"local_status": "Deleted", "local_error": None, "sha256": None, "size": 0}
+		values.update(sync_values("Delete", row))
+		_upsert(file_path, row, values)
+		queued.append(row.name)
+	if queued:
+		_enqueue_sync(queued)
 
 
 def _escape_like(value: str) -> str:

@@ -24,6 +24,10 @@ scheduler_events = {
 	"cron": {
 		"* * * * *": [
 			"memora_storage.tasks.retry_pending_writes",
+			"memora_storage.tasks.dispatch_cdn_sync",
+		],
+		"30 2 * * *": [
+			"memora_storage.tasks.enqueue_verify_cdn",
 		],
 	},
 }

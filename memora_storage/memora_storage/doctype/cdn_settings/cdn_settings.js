@@ -7,5 +7,58 @@ frappe.ui.form.on("CDN Settings", {
 			__("Content URLs now point to: {0}", [frm.doc.current_base_url || "—"]),
 			frm.doc.enable_cdn && !frm.doc.local_fallback_mode ? "blue" : "orange"
 		);
+		if (frm.doc.bucket) {
+			frm.add_custom_button(__("Test Connection"), () => test_connection(frm), __("CDN"));
+			frm.add_custom_button(__("Verify CDN Now"), () => verify_cdn(), __("CDN"));
+			frm.add_custom_button(
+				__("Retry All Failed"),
+				() => frappe.call({ method: "memora_storage.api.retry_all_failed" }),
+				__("CDN")
+			);
+		}
+		frm.add_custom_button(
+			__("Rebuild All Content Files"),
+			() =>
+				frappe.confirm(__("Render every content file again in the background?"), () =>
+					frappe.call({ method: "memora_storage.api.rebuild_all" })
+				),
+			__("Content")
+		);
 	},
 });
+
+function test_connection(frm) {
+	if (frm.is_dirty()) {
+		frappe.msgprint(__("Save the settings first: the test uses the saved values."));
+		return;
+	}
+	frappe
+		.call({ method: "memora_storage.api.test_connection", freeze: true, freeze_message: __("Testing…") })
+		.then((r) => {
+			const rows = r.message.steps
+				.map(
+					(s) =>
+						`<tr><td>${frappe.utils.escape_html(s.name)}</td><td>${
+							s.ok ? "✔" : "✘"
+						}</td><td>${s.seconds}s</td><td>${frappe.utils.escape_html(s.message || "")}</td></tr>`
+				)
+				.join("");
+			frappe.msgprint({
+				title: r.message.ok ? __("Connection works") : __("Connection failed"),
+				indicator: r.message.ok ? "green" : "red",
+				message: `<p>${frappe.utils.escape_html(
+					r.message.message
+				)}</p><table class="table table-bordered">${rows}</table>`,
+			});
+		});
+}
+
+function verify_cdn() {
+	frappe
+		.call({
+			method: "memora_storage.api.verify_cdn",
+			freeze: true,
+			freeze_message: __("Comparing the bucket with the local files…"),
+		})
+		.then((r) => frappe.set_route("Form", "Content Health Report", r.message));
+}

@@ -43,6 +43,9 @@ class CDNSettings(Document):
 		before = self.get_doc_before_save()
 		values = settings.snapshot_values(self)
 		frappe.db.after_commit.add(lambda: settings.publish(values))
+		if self.enable_cdn and not (before and before.enable_cdn):
+			# Rows that waited while the CDN was off are sent now, not at the next dispatcher tick.
+			frappe.enqueue("memora_storage.tasks.dispatch_cdn_sync", enqueue_after_commit=True)
 		if before and _base_url(before) != _base_url(self):
 			# Links inside written files follow the resolver, so they must be re-rendered (DESIGN.md).
 			enqueue_relink()

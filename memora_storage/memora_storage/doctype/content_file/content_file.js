@@ -3,6 +3,13 @@
 
 frappe.ui.form.on("Content File", {
 	refresh(frm) {
+		if (["Failed", "Pending"].includes(frm.doc.sync_status)) {
+			frm.add_custom_button(__("Retry"), () =>
+				frappe
+					.call({ method: "memora_storage.api.retry_sync", args: { names: [frm.doc.name] } })
+					.then(() => frm.reload_doc())
+			);
+		}
 		if (frm.doc.local_status === "Written" && frm.doc.path) {
 			frm.add_custom_button(__("Open File"), () => {
 				frappe

@@ -3,6 +3,17 @@
 
 frappe.listview_settings["Content File"] = {
 	add_fields: ["local_status", "sync_status", "sync_operation"],
+	onload(listview) {
+		listview.page.add_action_item(__("Retry CDN Sync"), () => {
+			const names = listview.get_checked_items(true);
+			frappe
+				.call({ method: "memora_storage.api.retry_sync", args: { names } })
+				.then(() => listview.refresh());
+		});
+		listview.page.add_inner_button(__("Retry All Failed"), () =>
+			frappe.call({ method: "memora_storage.api.retry_all_failed" }).then(() => listview.refresh())
+		);
+	},
 	get_indicator(doc) {
 		if (doc.local_status === "Pending") return [__("Write Pending"), "orange", "local_status,=,Pending"];
 		if (doc.local_status === "Failed") return [__("Write Failed"), "red", "local_status,=,Failed"];
