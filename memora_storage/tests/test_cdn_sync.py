@@ -1,0 +1,256 @@
+"""CDN sync on a real site against a real S3 endpoint: uploads, the retry schedule, alerts, verification.
+
+The endpoint is a moto server on 127.0.0.1 whose URL `run-tests` passes in MEMORA_TEST_S3_ENDPOINT
+(moto's Flask would not fit beside Frappe's pinned Werkzeug in the bench's environment).
+"""
+
+import datetime
+import os
+import socket
+import subprocess
+import sys
+import time
+import unittest
+
+import boto3
+import frappe
+from botocore.config import Config
+from frappe.utils import add_to_date, now_datetime
+
+from memora_storage import api, cdn_sync, content_files
+from memora_storage.tests.utils import ContentTestCase, set_cdn_settings
+
+ENDPOINT = os.environ.get("MEMORA_TEST_S3_ENDPOINT", "")
+KEYS = {"access_key_id": "AKIAMEMORATEST000001", "secret_access_key": "memora-test-secret-0001"}
+
+
+def _client():
+	return boto3.session.Session().client(
+		"s3",
+		endpoint_url=ENDPOINT,
+		region_name="us-east-1",
+		aws_access_key_id=KEYS["access_key_id"],
+		aws_secret_access_key=KEYS["secret_access_key"],
+		config=Config(s3={"addressing_style": "path"}),
+	)
+
+
+def _closed_port_url() -> str:
+	with socket.socket() as s:
+		s.bind(("127.0.0.1", 0))
+		return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@unittest.skipUnless(
+	ENDPOINT, "MEMORA_TEST_S3_ENDPOINT is not set: run these through ./run-tests, which starts moto"
+)
+class TestCdnSync(ContentTestCase):
+	def setUp(self) -> None:
+		super().setUp()
+		self.bucket = f"memora-{self.tag.lower()}"
+		self.s3 = _client()
+		self.s3.create_bucket(Bucket=self.bucket)
+		self.use_endpoint(ENDPOINT)
+		frappe.db.delete("Content File")
+		frappe.db.commit()
+
+	def use_endpoint(self, endpoint: str, **values) -> None:
+		doc = frappe.get_single("CDN Settings")
+		doc.update(
+			{
+				"enable_cdn": 1,
+				"cdn_base_url": "https://cdn.example.com",
+				"bucket": self.bucket,
+				"endpoint_url": endpoint,
+				"key_prefix": "content",
+				"local_domain": "http://memora.local",
+				"min_free_disk_percent": 0,
+				"local_fallback_mode": 0,
+				**KEYS,
+				**values,
+			}
+		)
+		doc.save(ignore_permissions=True)
+		frappe.db.commit()
+
+	def object_bytes(self, path: str) -> bytes | None:
+		try:
+			return self.s3.get_object(Bucket=self.bucket, Key=f"content/{path}")["Body"].read()
+		except self.s3.exceptions.NoSuchKey:
+			return None
+
+	def pending(self) -> list[str]:
+		return frappe.get_all("Content File", filters={"sync_status": "Pending"}, pluck="name")
+
+	def sync_all(self, now: datetime.datetime | None = None) -> dict[str, int]:
+		return cdn_sync.sync_rows(frappe.get_all("Content File", pluck="name"), now=now)
+
+	def test_saved_content_reaches_the_bucket_byte_for_byte(self):
+		_plan, _subject, units = self.make_tree()
+		rows = frappe.get_all("Content File", fields=["path", "sync_status"])
+		self.assertEqual({r.sync_status for r in rows}, {"Pending"})
+		self.assertEqual(self.sync_all()["synced"], 4)
+		for row in frappe.get_all("Content File", fields=["path", "sync_status", "synced_sha256", "sha256"]):
+			self.assertEqual(row.sync_status, "Synced")
+			self.assertEqual(row.synced_sha256, row.sha256)
+			self.assertEqual(self.object_bytes(row.path), self.store.read(row.path))
+		head = self.s3.head_object(Bucket=self.bucket, Key=f"content/units/{units[0].name}.json")
+		self.assertTrue(head["ContentType"].startswith("application/json"))
+		self.assertIn("max-age", head["CacheControl"])
+		self.assertEqual(self.sync_all()["synced"], 0)  # nothing changed, nothing sent
+
+	def test_real_worker_uploads_after_commit(self):
+		"""The after-commit job, run by a real RQ worker process of the bench."""
+		worker = subprocess.Popen(
+			[sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "worker", "--queue", "short"],
+			cwd=os.path.abspath(frappe.local.sites_path),
+			stdout=subprocess.DEVNULL,
+			stderr=subprocess.DEVNULL,
+		)
+		try:
+			_plan, _subject, units = self.make_tree()
+			path = f"units/{units[0].name}.json"
+			deadline = time.monotonic() + 60
+			while time.monotonic() < deadline and self.object_bytes(path) != self.store.read(path):
+				time.sleep(0.5)
+			self.assertEqual(self.object_bytes(path), self.store.read(path))
+			deadline = time.monotonic() + 30
+			while time.monotonic() < deadline and self.pending():
+				time.sleep(0.5)
+				frappe.db.rollback()  # see the worker's commits
+			self.assertEqual(self.pending(), [])
+		finally:
+			worker.terminate()
+			worker.wait(timeout=30)
+
+	def test_outage_follows_the_schedule_then_fails_alerts_and_retry_recovers(self):
+		_ensure_outgoing_email_account()
+		_plan, _subject, units = self.make_tree()
+		path = f"units/{units[0].name}.json"
+		self.use_endpoint(_closed_port_url())
+		name = content_files.row_name(path)
+
+		now = now_datetime()
+		first = now
+		gaps = []
+		for _ in range(20):
+			cdn_sync.sync_rows([name], now=now)
+			row = frappe.get_doc("Content File", name)
+			if row.sync_status == "Failed":
+				break
+			self.assertEqual(row.sync_status, "Pending")
+			self.assertIn("127.0.0.1", row.last_error)
+			self.assertEqual(row.first_failure_at, first)
+			gaps.append(round((row.next_attempt_at - now).total_seconds()))
+			# Not due yet: a pass one second early sends nothing.
+			self.assertEqual(
+				cdn_sync.sync_rows([name], now=row.next_attempt_at - datetime.timedelta(seconds=1))["retry"],
+				0,
+			)
+			now = row.next_attempt_at
+		self.assertEqual(gaps, [30, 60, 120, 300, 900, 900, 900])
+		self.assertEqual(row.sync_status, "Failed")
+		self.assertEqual(row.attempts, 8)
+		self.assertEqual(self.object_bytes(path), None)  # never half-written
+
+		notifications_before = frappe.db.count("Notification Log", {"for_user": "Administrator"})
+		emails_before = frappe.db.count("Email Queue")
+		cdn_sync.dispatch()
+		self.assertEqual(
+			frappe.db.count("Notification Log", {"for_user": "Administrator"}), notifications_before + 1
+		)
+		self.assertEqual(frappe.db.count("Email Queue"), emails_before + 1)
+		email = frappe.get_last_doc("Email Queue")
+		self.assertIn("could not reach the CDN", email.message)
+		cdn_sync.dispatch()  # no alert storm: each failure is announced once
+		self.assertEqual(frappe.db.count("Email Queue"), emails_before + 1)
+
+		self.use_endpoint(ENDPOINT)
+		self.assertEqual(api.retry_all_failed(), 1)
+		cdn_sync.sync_rows([name])
+		self.assertEqual(frappe.db.get_value("Content File", name, "sync_status"), "Synced")
+		self.assertEqual(self.object_bytes(path), self.store.read(path))
+
+	def test_cdn_off_rows_wait_then_resume(self):
+		self.use_endpoint(ENDPOINT, enable_cdn=0, cdn_base_url="")
+		_plan, _subject, units = self.make_tree()
+		self.assertEqual(self.sync_all()["synced"], 0)
+		self.assertEqual(len(self.pending()), 4)
+		self.use_endpoint(ENDPOINT)
+		self.assertEqual(self.sync_all()["synced"], 4)
+		self.assertEqual(
+			self.object_bytes(f"units/{units[1].name}.json"), self.store.read(f"units/{units[1].name}.json")
+		)
+
+	def test_delete_reaches_the_cdn_and_newer_save_wins(self):
+		_plan, subject, units = self.make_tree()
+		self.sync_all()
+		path = f"units/{units[1].name}.json"
+		frappe.delete_doc("Unit", units[1].name)
+		frappe.db.commit()
+		self.assertEqual(
+			frappe.db.get_value("Content File", content_files.row_name(path), "sync_operation"), "Delete"
+		)
+		self.sync_all()
+		self.assertIsNone(self.object_bytes(path))
+		self.assertFalse(frappe.db.exists("Content File", content_files.row_name(path)))
+		subject_path = f"plans/{subject.plan}/subjects/{subject.name}.json"
+		self.assertEqual(self.object_bytes(subject_path), self.store.read(subject_path))
+
+	def test_verification_finds_exactly_the_differences_and_resync_repairs(self):
+		_plan, _subject, units = self.make_tree()
+		self.sync_all()
+		# Other content of the site (the demo, say) has no rows here: a first resync sends it too.
+		cdn_sync.resync(cdn_sync.verify_bucket())
+		self.sync_all()
+		self.assertEqual(cdn_sync.verify_bucket().status, "OK")
+		missing, changed = f"units/{units[0].name}.json", f"units/{units[1].name}.json"
+		self.s3.delete_object(Bucket=self.bucket, Key=f"content/{missing}")
+		self.s3.put_object(Bucket=self.bucket, Key=f"content/{changed}", Body=b'{"tampered": true}\n')
+		self.s3.put_object(Bucket=self.bucket, Key="content/units/stray.json", Body=b"{}")
+
+		report = cdn_sync.verify_bucket()
+		found = {(row.problem, row.path) for row in report.issues}
+		self.assertEqual(
+			found,
+			{("Missing on CDN", missing), ("Mismatch on CDN", changed), ("Extra on CDN", "units/stray.json")},
+		)
+		self.assertEqual(
+			(report.cdn_missing_count, report.cdn_mismatch_count, report.cdn_extra_count), (1, 1, 1)
+		)
+		self.assertEqual(report.status, "Problems Found")
+
+		self.assertEqual(cdn_sync.resync(report), 2)
+		self.sync_all()
+		self.assertEqual(self.object_bytes(missing), self.store.read(missing))
+		self.assertEqual(self.object_bytes(changed), self.store.read(changed))
+		again = cdn_sync.verify_bucket()
+		self.assertEqual({row.path for row in again.issues}, {"units/stray.json"})
+
+	def test_connection_probe(self):
+		result = api.test_connection()
+		self.assertTrue(result["ok"], result)
+		self.assertGreaterEqual(len(result["steps"]), 3)
+		self.use_endpoint(_closed_port_url())
+		result = api.test_connection()
+		self.assertFalse(result["ok"])
+		self.assertNotIn(KEYS["secret_access_key"], frappe.as_json(result))
+
+
+def _ensure_outgoing_email_account() -> None:
+	"""Alerts queue an email; the queue needs a default outgoing account (nothing is sent in tests)."""
+	if frappe.db.exists("Email Account", {"default_outgoing": 1, "enable_outgoing": 1}):
+		return
+	frappe.get_doc(
+		{
+			"doctype": "Email Account",
+			"email_account_name": "Memora Test Outgoing",
+			"email_id": "memora-outgoing@example.com",
+			"enable_outgoing": 1,
+			"default_outgoing": 1,
+			"smtp_server": "127.0.0.1",
+			"smtp_port": 2525,
+			"no_smtp_authentication": 1,
+		}
+	).insert(ignore_permissions=True)
+	frappe.db.commit()
