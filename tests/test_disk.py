@@ -173,7 +173,7 @@ def test_guard_and_alert_on_the_real_disk(tmp_path: Path) -> None:
 	assert ensure_space(tmp_path, below).total == status.total
 	low = check_disk_alert(ALERT_OK, disk_status(tmp_path), min_free_percent=above)
 	assert (low.state, low.event) == (ALERT_LOW, EVENT_LOW)
-	back = check_disk_alert(ALERT_LOW, disk_status(tmp_path), min_free_percent=below, hysteresis=2)
+	back = check_disk_alert(ALERT_LOW, disk_status(tmp_path), min_free_percent=below, hysteresis=0)
 	assert (back.state, back.event) == (ALERT_OK, EVENT_RECOVERED)
 
 
