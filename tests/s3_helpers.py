@@ -92,7 +92,7 @@ class FaultProxy:
 
 	Faults: an HTTP status (403, 500, 503) answered instead of forwarding; "hang" (never answer
 	until cleared); "reset" (drop the connection without an answer); "corrupt-body" (flip the last
-	byte of a PUT body before forwarding); "corrupt-etag" (alter the ETag in HEAD answers).
+	byte of a PUT body before forwarding); "corrupt-etag" (alter the ETag in PUT and HEAD answers).
 	`stop_after` makes the endpoint vanish (connections refused, open ones cut) after that many
 	requests, as when a CDN goes down in the middle of a sync.
 	"""
@@ -182,7 +182,7 @@ class FaultProxy:
 				response = self._forward(head, body)
 				with self._lock:
 					self.forwarded[method] += 1
-				if fault == "corrupt-etag" and method == "HEAD":
+				if fault == "corrupt-etag" and method in ("PUT", "HEAD"):
 					response = re.sub(rb'(?i)(\r\netag: *")([0-9a-f])', _other_digit, response, count=1)
 				client.sendall(response)
 			if stop_now:

@@ -151,17 +151,41 @@ def test_transient_5xx_is_retried_once_inside_boto3(proxied_cdn: CdnBucket, prox
 	assert proxy.seen == 2  # one try and one retry; the durable schedule does the rest
 
 
+@pytest.mark.parametrize("confirm_with_head", [True, False])
 @pytest.mark.parametrize("fault", ["corrupt-body", "corrupt-etag"])
 def test_an_upload_the_server_does_not_confirm_is_an_error_and_leaves_no_wrong_bytes(
-	proxied_cdn: CdnBucket, cdn: CdnBucket, proxy: FaultProxy, fault: str
+	proxy: FaultProxy, cdn: CdnBucket, bucket_name: str, fault: str, confirm_with_head: bool
 ) -> None:
+	bucket = CdnBucket(
+		make_config(proxy.url, bucket_name, key_prefix="memora"), confirm_with_head=confirm_with_head
+	)
 	proxy.set_fault(fault)
 	with pytest.raises(CdnError) as caught:
-		proxied_cdn.put("units/u1.json", DATA)
+		bucket.put("units/u1.json", DATA)
 	assert caught.value.kind is CdnErrorKind.CHECKSUM_MISMATCH
 	assert "checksum mismatch" in str(caught.value)
 	# The damaged (or unprovable) object was removed: readers get nothing rather than wrong bytes.
 	assert cdn.head("units/u1.json") is None
+
+
+def test_confirming_by_the_put_etag_sends_one_request(
+	proxy: FaultProxy, cdn: CdnBucket, bucket_name: str
+) -> None:
+	bucket = CdnBucket(make_config(proxy.url, bucket_name, key_prefix="memora"), confirm_with_head=False)
+	stored = bucket.put("units/u1.json", DATA)
+	assert (stored.size, stored.etag, stored.sha256) == (
+		len(DATA),
+		hashlib.md5(DATA).hexdigest(),
+		canonical.sha256(DATA),
+	)
+	assert dict(proxy.forwarded) == {"PUT": 1}
+	assert cdn.get("units/u1.json") == DATA
+
+
+def test_without_md5_etags_a_head_is_always_sent(proxy: FaultProxy, bucket_name: str) -> None:
+	config = make_config(proxy.url, bucket_name, etag_is_md5=False)
+	CdnBucket(config, confirm_with_head=False).put("units/u1.json", DATA)
+	assert dict(proxy.forwarded) == {"PUT": 1, "HEAD": 1}
 
 
 def test_a_newer_version_uploaded_meanwhile_is_left_alone(cdn: CdnBucket) -> None:

@@ -46,27 +46,32 @@ def converge(uploader: Uploader, first: list[UploadResult]) -> list[UploadResult
 
 
 @pytest.mark.parametrize(
-	("fault", "kind"),
+	("fault", "kind", "confirm_with_head"),
 	[
-		(500, CdnErrorKind.SERVER_ERROR),
-		(503, CdnErrorKind.SERVER_ERROR),
-		(403, CdnErrorKind.ACCESS_DENIED),
-		("hang", CdnErrorKind.TIMEOUT),
-		("reset", CdnErrorKind.UNREACHABLE),
-		("corrupt-body", CdnErrorKind.CHECKSUM_MISMATCH),
+		(500, CdnErrorKind.SERVER_ERROR, True),
+		(503, CdnErrorKind.SERVER_ERROR, True),
+		(403, CdnErrorKind.ACCESS_DENIED, True),
+		("hang", CdnErrorKind.TIMEOUT, True),
+		("reset", CdnErrorKind.UNREACHABLE, True),
+		("corrupt-body", CdnErrorKind.CHECKSUM_MISMATCH, True),
+		(503, CdnErrorKind.SERVER_ERROR, False),
+		("reset", CdnErrorKind.UNREACHABLE, False),
+		("corrupt-body", CdnErrorKind.CHECKSUM_MISMATCH, False),
 	],
 )
 def test_fault_in_the_middle_of_a_sync(
 	content_store: ContentStore,
 	cdn: CdnBucket,
-	proxied_cdn: CdnBucket,
 	proxy: FaultProxy,
+	bucket_name: str,
 	fault: object,
 	kind: CdnErrorKind,
+	confirm_with_head: bool,
 ) -> None:
 	files = write_content(content_store, FILES)
-	uploader = Uploader(content_store, proxied_cdn)
-	proxy.set_fault(fault, after=20)  # about ten files get through first
+	config = make_config(proxy.url, bucket_name, key_prefix="memora", read_timeout=1.0, connect_timeout=1.0)
+	uploader = Uploader(content_store, CdnBucket(config, confirm_with_head=confirm_with_head))
+	proxy.set_fault(fault, after=15)  # some files get through first
 	first = uploader.upload_many(files, workers=8)
 	failed = [result for result in first if not result.ok]
 	assert 0 < len(failed) < FILES
