@@ -158,11 +158,6 @@ class ProbeResult:
 		return failed[0].message if failed else "write, read, list and delete all succeeded"
 
 
-def md5_hex(data: bytes) -> str:
-	"""Hex MD5, the ETag S3 gives a single-part upload."""
-	return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
 class CdnBucket:
 	"""The content files in one bucket under one key prefix. Thread-safe: share one per process."""
 
