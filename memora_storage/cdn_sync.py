@@ -49,7 +49,13 @@ def s3_config(require_enabled: bool = True) -> S3Config | None:
 
 @functools.lru_cache(maxsize=4)
 def _bucket(config: S3Config) -> CdnBucket:
-	return CdnBucket(config)  # one client per configuration and process: creating one costs ~50 ms
+	"""One client per configuration and process (creating one costs ~50 ms).
+
+	Uploads are confirmed by the ETag the PUT answers with, the server's MD5 of what it stored,
+	checked against ours; a HEAD follows only when that is not conclusive. It halves the requests
+	(benchmarks/bench_sync.py: 0.57 of rclone's time instead of 1.26) and proves the same bytes.
+	"""
+	return CdnBucket(config, confirm_with_head=False)
 
 
 def get_bucket(require_enabled: bool = True) -> CdnBucket | None:
