@@ -11,7 +11,7 @@ import frappe
 from frappe import _
 from frappe.rate_limiter import rate_limit
 
-from memora_storage import cdn_sync, content_files, reports, settings
+from memora_storage import cdn_sync, content_files, disk_guard, health, reports, settings
 from memora_storage.utils import paths
 from memora_storage.utils.resolver import get_content_url as resolve_url
 from memora_storage.utils.store import FileOperationError
@@ -66,6 +66,11 @@ def rollback(path: str) -> dict:
 	except paths.InvalidPathError as e:
 		frappe.throw(_("Invalid content path: {0}").format(e), InvalidContentPath)
 	except FileOperationError as e:
+		frappe.log_error(
+			title=_("Memora Storage: could not roll back {0}").format(path)[:140],
+			message=f"operation: {e.operation}\npath: {path}\nerrno: {e.errno}\nerror: {e}\ncause: {e.cause!r}",
+		)
+		frappe.db.commit()  # the log outlives the rollback that frappe.throw brings; nothing else changed
 		frappe.throw(
 			_("Could not roll back {0}: {1}").format(frappe.bold(path), e), title=_("Rollback failed")
 		)
@@ -140,3 +145,50 @@ def test_connection() -> dict:
 			for step in result.steps
 		],
 	}
+
+
+@frappe.whitelist(methods=["POST"])
+def run_health_check(full: bool = False) -> bool:
+	"""Queue a health scan now; a full one compares every file with a fresh render. False if one is running."""
+	frappe.only_for("System Manager")
+	queued = health.enqueue(full=full, scope="Manual")
+	if queued:
+		frappe.msgprint(
+			_("The health scan has started; its report will appear in Content Health Report."), alert=True
+		)
+	else:
+		frappe.msgprint(
+			_("A health scan is already running; its report will appear in Content Health Report.")
+		)
+	return queued
+
+
+@frappe.whitelist(methods=["POST"])
+def delete_orphans(report: str) -> dict[str, int]:
+	"""Delete the orphaned files a health scan listed, those still orphans now; returns what was done."""
+	frappe.only_for("System Manager")
+	doc = frappe.get_doc(reports.DOCTYPE, report)
+	if doc.scope not in health.SCOPES:
+		frappe.throw(_("Only a health scan's report lists orphaned files."))
+	counts = health.delete_orphans(doc)
+	frappe.msgprint(
+		_("{0} orphaned files deleted; {1} kept because a record expects them now or they changed.").format(
+			counts["deleted"], counts["kept"]
+		),
+		alert=True,
+	)
+	return counts
+
+
+@frappe.whitelist()
+def disk_free(filters: str | dict | None = None) -> dict:
+	"""Number card: free space of the disk holding the content."""
+	frappe.only_for("System Manager")
+	return disk_guard.disk_free()
+
+
+@frappe.whitelist()
+def last_health_problems(filters: str | dict | None = None) -> dict:
+	"""Number card: problems found by the latest health scan."""
+	frappe.only_for("System Manager")
+	return health.last_report_problems()

@@ -20,11 +20,20 @@ doc_events = {
 # A Content File row records a document's file; it must not stop the document's deletion.
 ignore_links_on_delete = ["Content File"]
 
+# Cron times are in the site's time zone. The hourly entry checks CDN Settings' business hours itself;
+# both health entries queue the scan on the long queue under one job id, so scans never overlap.
 scheduler_events = {
 	"cron": {
 		"* * * * *": [
 			"memora_storage.tasks.retry_pending_writes",
 			"memora_storage.tasks.dispatch_cdn_sync",
+			"memora_storage.tasks.check_disk_space",
+		],
+		"0 * * * *": [
+			"memora_storage.tasks.hourly_health_check",
+		],
+		"30 1 * * *": [
+			"memora_storage.tasks.nightly_health_check",
 		],
 		"30 2 * * *": [
 			"memora_storage.tasks.enqueue_verify_cdn",

@@ -1,9 +1,12 @@
-"""Scheduled and queued jobs: CDN sync and its dispatcher, re-linking, retrying failed writes."""
+"""Scheduled and queued jobs: CDN sync and its dispatcher, re-linking, retrying failed writes, health
+scans and the disk guard."""
 
 import frappe
+from frappe import _
 
-from memora_storage import cdn_sync, content, content_files, settings
-from memora_storage.utils.store import FileOperationError
+from memora_storage import cdn_sync, content, content_files, disk_guard, health, settings
+from memora_storage.utils import paths
+from memora_storage.utils.store import ContentStore, FileOperationError
 
 
 def enqueue_relink() -> None:
@@ -31,20 +34,45 @@ def retry_pending_writes() -> int:
 	store = settings.content_store()
 	written = 0
 	for row in rows:
-		if row.reference_doctype and frappe.db.exists(row.reference_doctype, row.reference_name):
-			written += content.write_document(
-				frappe.get_doc(row.reference_doctype, row.reference_name), ctx, store
+		try:
+			written += _retry(row, ctx, store)
+		except Exception as e:  # one document that cannot be rendered must not hold up the others
+			frappe.log_error(
+				title=_("Memora Storage: could not render {0}").format(row.path)[:140],
+				reference_doctype=row.reference_doctype,
+				reference_name=row.reference_name,
 			)
-		else:  # the document is gone: finish removing its file
-			try:
-				store.remove(row.path)
-			except FileOperationError as e:
-				content_files.record_failure(row.path, None, None, e)
-				continue
-			content_files.record_removal(row.path, is_folder=False)
-			written += 1
+			frappe.db.set_value(
+				content_files.DOCTYPE, row.name, {"local_status": "Failed", "local_error": str(e)[:1000]}
+			)
 	frappe.db.commit()
 	return written
+
+
+def _retry(row: frappe._dict, ctx: content.RenderContext, store: ContentStore) -> bool:
+	"""Write the row's document again, or finish removing the file (or Plan folder) it no longer has."""
+	if row.reference_doctype and frappe.db.exists(row.reference_doctype, row.reference_name):
+		return content.write_document(frappe.get_doc(row.reference_doctype, row.reference_name), ctx, store)
+	is_folder = paths.resolve(store.root, row.path).is_dir()
+	# A folder whose document was created again under the same name belongs to it now: keep it.
+	if not (is_folder and _folder_owned(row.path, ctx)):
+		try:
+			store.remove_tree(row.path) if is_folder else store.remove(row.path)
+		except FileOperationError as e:
+			content_files.record_failure(row.path, None, None, e)
+			return False
+		content_files.record_removal(row.path, is_folder)
+	if is_folder:  # the row only carried the retry: a folder is no content file
+		frappe.db.delete(content_files.DOCTYPE, {"name": row.name})
+	return True
+
+
+def _folder_owned(path: str, ctx: content.RenderContext) -> bool:
+	name = path.rpartition("/")[2]
+	return any(
+		content.folder_of(content_type, name) == path and frappe.db.exists(content_type.doctype, name)
+		for content_type in ctx.content_map.values()
+	)
 
 
 def sync_rows(names: list[str]) -> dict[str, int]:
@@ -72,3 +100,35 @@ def verify_cdn() -> str | None:
 	if not cdn_sync.get_bucket():
 		return None
 	return cdn_sync.verify_bucket().name
+
+
+def check_disk_space() -> str | None:
+	"""Every minute: one alert to System Managers when free disk falls below the minimum, one when it is back."""
+	return disk_guard.check()
+
+
+def hourly_health_check() -> None:
+	"""Every hour (cron): queue an incremental health scan when the hour is within CDN Settings' hours."""
+	if health.in_business_hours():
+		health.enqueue(scope="Hourly")
+
+
+def nightly_health_check() -> None:
+	"""Nightly (cron): queue the full health scan on the long queue; never beside another scan."""
+	health.enqueue(full=True, scope="Full")
+
+
+def run_health_check(full: bool = False, scope: str | None = None) -> str:
+	"""Scan the content files into a Content Health Report and return its name. By hand:
+
+	bench --site SITE execute memora_storage.tasks.run_health_check [--kwargs "{'full': True}"]
+	"""
+	scope = scope or "Manual"
+	try:
+		return health.run(full=full, scope=scope).name
+	except Exception as e:
+		frappe.db.rollback()
+		frappe.log_error(title=_("Memora Storage: {0} health scan failed").format(_(scope)))
+		health.save_failure(scope, e)
+		frappe.db.commit()
+		raise

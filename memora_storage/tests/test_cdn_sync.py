@@ -18,7 +18,7 @@ from botocore.config import Config
 from frappe.utils import add_to_date, now_datetime
 
 from memora_storage import api, cdn_sync, content_files
-from memora_storage.tests.utils import ContentTestCase, set_cdn_settings
+from memora_storage.tests.utils import ContentTestCase, ensure_outgoing_email_account, set_cdn_settings
 
 ENDPOINT = os.environ.get("MEMORA_TEST_S3_ENDPOINT", "")
 KEYS = {"access_key_id": "AKIAMEMORATEST000001", "secret_access_key": "memora-test-secret-0001"}
@@ -124,7 +124,7 @@ class TestCdnSync(ContentTestCase):
 			worker.wait(timeout=30)
 
 	def test_outage_follows_the_schedule_then_fails_alerts_and_retry_recovers(self):
-		_ensure_outgoing_email_account()
+		ensure_outgoing_email_account()
 		_plan, _subject, units = self.make_tree()
 		path = f"units/{units[0].name}.json"
 		self.use_endpoint(_closed_port_url())
@@ -235,22 +235,3 @@ class TestCdnSync(ContentTestCase):
 		result = api.test_connection()
 		self.assertFalse(result["ok"])
 		self.assertNotIn(KEYS["secret_access_key"], frappe.as_json(result))
-
-
-def _ensure_outgoing_email_account() -> None:
-	"""Alerts queue an email; the queue needs a default outgoing account (nothing is sent in tests)."""
-	if frappe.db.exists("Email Account", {"default_outgoing": 1, "enable_outgoing": 1}):
-		return
-	frappe.get_doc(
-		{
-			"doctype": "Email Account",
-			"email_account_name": "Memora Test Outgoing",
-			"email_id": "memora-outgoing@example.com",
-			"enable_outgoing": 1,
-			"default_outgoing": 1,
-			"smtp_server": "127.0.0.1",
-			"smtp_port": 2525,
-			"no_smtp_authentication": 1,
-		}
-	).insert(ignore_permissions=True)
-	frappe.db.commit()

@@ -15,6 +15,9 @@ SETTINGS_DEFAULTS = {
 	"local_domain": "http://memora.local",
 	"bucket": "",
 	"min_free_disk_percent": 0,
+	"regenerate_missing_files": 0,
+	"health_check_start_hour": 8,
+	"health_check_end_hour": 18,
 }
 
 
@@ -23,6 +26,25 @@ def set_cdn_settings(**values) -> None:
 	doc = frappe.get_single("CDN Settings")
 	doc.update({**SETTINGS_DEFAULTS, **values})
 	doc.save(ignore_permissions=True)
+	frappe.db.commit()
+
+
+def ensure_outgoing_email_account() -> None:
+	"""Alerts queue an email; the queue needs a default outgoing account (nothing is sent in tests)."""
+	if frappe.db.exists("Email Account", {"default_outgoing": 1, "enable_outgoing": 1}):
+		return
+	frappe.get_doc(
+		{
+			"doctype": "Email Account",
+			"email_account_name": "Memora Test Outgoing",
+			"email_id": "memora-outgoing@example.com",
+			"enable_outgoing": 1,
+			"default_outgoing": 1,
+			"smtp_server": "127.0.0.1",
+			"smtp_port": 2525,
+			"no_smtp_authentication": 1,
+		}
+	).insert(ignore_permissions=True)
 	frappe.db.commit()
 
 

@@ -17,6 +17,11 @@ frappe.ui.form.on("CDN Settings", {
 			);
 		}
 		frm.add_custom_button(
+			__("Run Health Scan"),
+			() => frappe.call({ method: "memora_storage.api.run_health_check", args: { full: 0 } }),
+			__("Content")
+		);
+		frm.add_custom_button(
 			__("Rebuild All Content Files"),
 			() =>
 				frappe.confirm(__("Render every content file again in the background?"), () =>

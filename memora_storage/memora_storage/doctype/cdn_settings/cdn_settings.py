@@ -38,6 +38,12 @@ class CDNSettings(Document):
 				)
 		if self.min_free_disk_percent is not None and not 0 <= self.min_free_disk_percent < 100:
 			frappe.throw(_("Minimum Free Disk (%) must be between 0 and 100."))
+		for fieldname in ("health_check_start_hour", "health_check_end_hour"):
+			if not 0 <= (self.get(fieldname) or 0) <= 23:
+				frappe.throw(
+					_("{0} must be an hour from 0 to 23.").format(_(self.meta.get_label(fieldname))),
+					title=_("Invalid hour"),
+				)
 
 	def on_update(self):
 		before = self.get_doc_before_save()

@@ -1,0 +1,72 @@
+"""Disk guard, every minute (FR-013, SC-007): one alert when free space falls below the threshold, one
+notice when it is back, silence in between.
+
+Writes below the threshold are refused by the store itself (and their Content File rows wait as Pending,
+retried every minute), so this job only tells people. Its state lives in a DefaultValue row, not in CDN
+Settings: writing a field of the Single would stamp it (an administrator's open form would then fail to
+save) and, on a site whose settings were never saved, would leave every other field without its default.
+"""
+
+import frappe
+from frappe import _
+from frappe.utils import escape_html
+
+from memora_storage import alerts, content_files, settings
+from memora_storage.utils import disk, paths
+
+STATE_KEY = "memora_storage_disk_alert_state"
+STATE_PARENT = "__memora_storage"
+
+
+def check() -> str | None:
+	"""Compare free space with CDN Settings' minimum; notify System Managers on a crossing; the event."""
+	status = disk.disk_status(paths.content_root(frappe.get_site_path()))
+	alert = disk.check_disk_alert(_stored_state(), status, settings.get_settings()["min_free_disk_percent"])
+	if alert.event:
+		frappe.db.set_default(STATE_KEY, alert.state, parent=STATE_PARENT)
+		_notify(alert)
+	frappe.db.commit()  # the state and the notices together: a notice that failed is sent next minute
+	return alert.event
+
+
+def _stored_state() -> str | None:
+	"""The state the last check left, read under a row lock so two checks cannot both announce."""
+	rows = frappe.db.sql(
+		"select defvalue from `tabDefaultValue` where parent=%s and defkey=%s for update",
+		(STATE_PARENT, STATE_KEY),
+	)
+	return rows[0][0] if rows else None
+
+
+def _notify(alert: disk.DiskAlert) -> None:
+	figures = {
+		"free": f"{alert.status.free_percent:.1f}",
+		"min": f"{alert.min_free_percent:g}",
+		"path": escape_html(alert.status.path),
+		"free_gb": f"{alert.status.free / 1e9:.1f}",
+		"total_gb": f"{alert.status.total / 1e9:.1f}",
+	}
+	if alert.event == disk.EVENT_LOW:
+		subject = _("Memora Storage: disk space low, {0}% free").format(figures["free"])
+		message = _(
+			"<p>Only {free}% ({free_gb} GB of {total_gb} GB) of the disk holding <code>{path}</code> is "
+			"free, below the minimum of {min}% set in CDN Settings.</p><p>Content files are not written "
+			"until space is freed. Documents still save; their files wait as Pending on Content File and "
+			"are written within a minute once space is back. Free some space or grow the disk.</p>"
+		).format(**figures)
+	else:
+		waiting = frappe.db.count(content_files.DOCTYPE, {"local_status": "Pending"})
+		subject = _("Memora Storage: disk space recovered, {0}% free").format(figures["free"])
+		message = _(
+			"<p>{free}% of the disk holding <code>{path}</code> is free again (minimum {min}%).</p>"
+			"<p>Content files are written again; {waiting} waiting files follow within a minute.</p>"
+		).format(waiting=waiting, **figures)
+	alerts.notify_system_managers(
+		subject, message, document_type="CDN Settings", document_name="CDN Settings"
+	)
+
+
+def disk_free() -> dict:
+	"""Number card: free space of the disk holding the content now; opens CDN Settings."""
+	status = disk.disk_status(paths.content_root(frappe.get_site_path()))
+	return {"value": round(status.free_percent, 1), "fieldtype": "Percent", "route": ["Form", "CDN Settings"]}

@@ -1,0 +1,412 @@
+"""Content health scans on the site (FR-015, SC-006): the scan core fed with the records of every content DocType.
+
+What each scope judges, and how it decides that a file is stale:
+- Full (nightly, or `run_health_check(full=True)`): every record and every file under the content root.
+  Each file that exists is compared byte for byte with a fresh render of its document, so a stale link
+  (a URL base change whose re-link did not finish), a parent that misses a child, or a file edited by
+  hand are all found. Rendering costs about 0.7 ms per Unit and 2.5 ms per Subject listing 50 Units on
+  the test machine, so about 100 s per 100,000 records: affordable once a night on the long queue.
+- Hourly (business hours) and Manual: the records modified since the last scan, the paths of Content
+  File rows changed since then (deletes included, so a file a delete left behind is found), every path
+  waiting to be written, and a random sample of the rest; staleness is mtime against the record's
+  `modified` (the default serialiser writes `modified` into the file, so every save changes the bytes).
+  The first scan of a site judges everything by mtime.
+
+Files are never deleted by a scan: orphans are listed, and `delete_orphans` removes them on request.
+"""
+
+import datetime
+import os
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo
+
+import frappe
+from frappe import _
+from frappe.utils import get_datetime, get_system_timezone, now_datetime
+
+from memora_storage import content, content_files, reports, settings
+from memora_storage.utils import disk, paths
+from memora_storage.utils.scan import ExpectedFile, full_scan, incremental_scan
+from memora_storage.utils.store import ContentStore, FileOperationError
+
+SCOPES = ("Hourly", "Full", "Manual")
+SAMPLE_SIZE = 200  # records judged at random by each incremental scan, besides the changed ones
+FULL_SCAN_TIMEOUT = 4 * 3600  # seconds; rendering 100,000 records takes about 100 s
+LOGGED_LIMIT = 200  # lines of one Error Log
+
+
+def job_id() -> str:
+	"""One id for every health scan of the site, so two scans never run at once."""
+	return f"memora_storage:health-check:{frappe.local.site}"
+
+
+def enqueue(full: bool = False, scope: str | None = None) -> bool:
+	"""Queue a scan on the long queue; False when one is already queued or running."""
+	job = frappe.enqueue(
+		"memora_storage.tasks.run_health_check",
+		queue="long",
+		timeout=FULL_SCAN_TIMEOUT if full else None,
+		job_id=job_id(),
+		deduplicate=True,
+		full=full,
+		scope=scope,
+	)
+	return job is not None
+
+
+def in_business_hours(now: datetime.datetime | None = None) -> bool:
+	"""Whether the hourly scan runs now: from the start hour through the end hour, site time zone."""
+	doc = frappe.get_single("CDN Settings")  # the defaults, while the settings were never saved
+	start, end = doc.health_check_start_hour, doc.health_check_end_hour
+	hour = (now or now_datetime()).hour
+	return start <= hour <= end if start <= end else hour >= start or hour <= end  # a window past midnight
+
+
+def run(full: bool = False, scope: str = "Manual") -> "frappe.Document":
+	"""Scan, regenerate missing files if CDN Settings say so, and store a Content Health Report."""
+	if scope not in SCOPES:
+		frappe.throw(_("Unknown health scan scope: {0}").format(scope))
+	started = now_datetime()
+	store = settings.content_store()
+	record_tz = ZoneInfo(get_system_timezone())
+	since = None if full else last_scan_start()
+	ctx = content.new_context()
+	expected = ExpectedRecords(ctx, render=full)
+	if since is None:
+		report = full_scan(store.root, expected, record_tz=record_tz)
+	else:
+		report = incremental_scan(
+			store.root,
+			expected,
+			since=since,
+			paths=changed_paths(since),
+			sample=SAMPLE_SIZE,
+			record_tz=record_tz,
+		)
+	found = report.to_dict()  # paths made storable: a name that is not UTF-8 arrives as lone surrogates
+	regenerated = {}
+	if found["missing"] and frappe.get_single("CDN Settings").regenerate_missing_files:
+		regenerated = regenerate(found["missing"], store, ctx)
+	pending = pending_errors()  # read after regenerating: a failed regeneration is pending now
+	problems = [
+		*_problems("Missing", found["missing"], pending, regenerated),
+		*(
+			reports.Problem("Orphaned", path, detail=_("no record expects this file"))
+			for path in found["orphaned"]
+		),
+		*_problems("Stale", found["stale"], pending),
+		*_problems("Invalid", found["invalid"], pending),
+		*_problems("Not Checked", found["errors"], pending),
+		*(reports.Problem("Not Checked", p.path, p.doctype, p.name, p.reason) for p in expected.refused),
+	]
+	status = disk.disk_status(store.root)
+	min_free = settings.get_settings()["min_free_disk_percent"]
+	counts = found["counts"]
+	regenerated_count = sum(failure is None for failure in regenerated.values())
+	saved = reports.save_report(
+		scope,
+		problems,
+		_summary(counts, regenerated_count, len(expected.refused)),
+		checked_at=started,
+		duration_seconds=(now_datetime() - started).total_seconds(),
+		expected_count=counts["records"] + len(expected.refused),
+		files_count=counts["files"],
+		missing_count=counts["missing"],
+		orphaned_count=counts["orphaned"],
+		stale_count=counts["stale"],
+		invalid_count=counts["invalid"],
+		regenerated_count=regenerated_count,
+		disk_free_percent=status.free_percent,
+		disk_status="Low" if status.is_low(min_free) else "OK",
+	)
+	_log(saved, found, pending)
+	frappe.db.commit()
+	return saved
+
+
+def _summary(counts: dict, regenerated: int, refused: int) -> str:
+	text = _(
+		"{0} of {1} records checked, {2} files seen: {3} missing, {4} orphaned, {5} stale, {6} invalid"
+	).format(
+		counts["checked"],
+		counts["records"],
+		counts["files"],
+		counts["missing"],
+		counts["orphaned"],
+		counts["stale"],
+		counts["invalid"],
+	)
+	if counts["errors"] or refused:
+		text += _(", {0} could not be checked").format(counts["errors"] + refused)
+	if regenerated:
+		text += _("; {0} missing files regenerated").format(regenerated)
+	return text + "."
+
+
+class ExpectedRecords:
+	"""Every record of the content map as an ExpectedFile: one query per DocType, paths from the rules.
+
+	Without renders the rows are streamed (an unbuffered cursor), so memory does not grow with the
+	records. With renders each record's file is rendered while the rows are read, which needs the
+	connection for its own queries, so the rows of one DocType are fetched first.
+	A name holding '/' would format into another path: it is refused here instead (`refused`).
+	"""
+
+	def __init__(self, ctx: content.RenderContext, render: bool):
+		self.ctx = ctx
+		self.render = render
+		self.refused: list[frappe._dict] = []
+
+	def __iter__(self) -> Iterator[ExpectedFile]:
+		for doctype, content_type in self.ctx.content_map.items():
+			if not frappe.db.table_exists(doctype):
+				continue
+			fields = list(dict.fromkeys(["name", "modified", *content_type.path_fields]))
+			for row in self._rows(doctype, fields):
+				values = dict(zip(fields, row, strict=True))
+				path_values = {key: "" if values[key] is None else str(values[key]) for key in fields[2:]}
+				path_values["name"] = str(values["name"])
+				if any("/" in value for value in path_values.values()):
+					self.refused.append(
+						frappe._dict(
+							path=content_type.path.format(**path_values),
+							doctype=doctype,
+							name=values["name"],
+							reason=_("its name holds '/', so it has no content path"),
+						)
+					)
+					continue
+				yield ExpectedFile(
+					path=content_type.path.format(**path_values),
+					modified=values["modified"],
+					content=self._renderer(doctype, values["name"]) if self.render else None,
+					reference_doctype=doctype,
+					reference_name=values["name"],
+				)
+
+	def _rows(self, doctype: str, fields: list[str]) -> Iterator[tuple]:
+		query = frappe.qb.from_(doctype).select(*fields)
+		if self.render:
+			yield from query.run(as_list=True)
+			return
+		with frappe.db.unbuffered_cursor():
+			yield from query.run(as_list=True, as_iterator=True)
+
+	def _renderer(self, doctype: str, name: str):
+		return lambda: content.render(frappe.get_doc(doctype, name), self.ctx)[1]
+
+
+def last_scan_start() -> datetime.datetime | None:
+	"""When the last finished health scan began: the hourly scan judges what changed since."""
+	return frappe.db.get_value(
+		reports.DOCTYPE,
+		{"scope": ["in", SCOPES], "status": ["!=", "Failed"]},
+		"checked_at",
+		order_by="checked_at desc",
+	)
+
+
+def changed_paths(since: datetime.datetime) -> list[str]:
+	"""Paths written, failed or removed since `since`, and every path still waiting to be written."""
+	return frappe.get_all(
+		content_files.DOCTYPE,
+		or_filters={"modified": [">=", since], "local_status": "Pending"},
+		pluck="path",
+	)
+
+
+def pending_errors() -> dict[str, str]:
+	"""Path → last error of every Content File whose write failed and is being retried."""
+	return {
+		row.path: row.local_error or ""
+		for row in frappe.get_all(
+			content_files.DOCTYPE, filters={"local_status": "Pending"}, fields=["path", "local_error"]
+		)
+	}
+
+
+def _problems(
+	problem: str,
+	findings: list[dict],
+	pending: dict[str, str],
+	regenerated: dict[str, str | None] | None = None,
+) -> Iterator[reports.Problem]:
+	"""Report rows; a path whose write is pending or that was just regenerated says so."""
+	regenerated = regenerated or {}
+	for finding in findings:
+		path = finding["path"]
+		if path in regenerated:
+			failure = regenerated[path]
+			detail = _("regenerated") if failure is None else _("not regenerated: {0}").format(failure)
+		elif path in pending:
+			detail = _("write pending, retried every minute: {0}").format(pending[path])
+		else:
+			detail = finding["reason"]
+		yield reports.Problem(
+			problem, path, finding["reference_doctype"] or None, finding["reference_name"] or None, detail
+		)
+
+
+def regenerate(missing: list[dict], store: ContentStore, ctx: content.RenderContext) -> dict[str, str | None]:
+	"""Write the missing files again from their documents; path → None when written, else why not.
+
+	Nothing is written when the content root is absent or empty: that is an unmounted volume, not
+	lost files, and files written now would hide under the mount once it is back.
+	"""
+	if not _has_entries(store.root):
+		frappe.log_error(
+			title=_("Memora Storage: missing files not regenerated"),
+			message=_(
+				"The content root {0} is missing or empty, so {1} files were not written again. "
+				"If its volume is not mounted, mount it and run a health scan. If the files are really "
+				"gone, use Rebuild All Content Files in CDN Settings."
+			).format(store.root, len(missing)),
+		)
+		return {}
+	outcome = {}
+	for finding in missing:
+		path, doctype, name = finding["path"], finding["reference_doctype"], finding["reference_name"]
+		if not (doctype and name and frappe.db.exists(doctype, name)):
+			continue
+		try:
+			written = content.write_document(frappe.get_doc(doctype, name), ctx, store)
+		except Exception as e:  # a serialiser that fails must not stop the other files
+			frappe.log_error(title=_("Memora Storage: could not render {0} {1}").format(doctype, name)[:140])
+			outcome[path] = str(e) or type(e).__name__
+			continue
+		# A failed write is logged and left Pending by write_document; its reason is on the row.
+		outcome[path] = None if written else _row_error(path)
+	frappe.db.commit()
+	return outcome
+
+
+def _row_error(path: str) -> str:
+	return frappe.db.get_value(content_files.DOCTYPE, content_files.row_name(path), "local_error") or ""
+
+
+def _has_entries(root: os.PathLike) -> bool:
+	try:
+		with os.scandir(root) as entries:
+			return any(True for _entry in entries)
+	except OSError:
+		return False
+
+
+def _log(report: "frappe.Document", found: dict, pending: dict[str, str]) -> None:
+	"""FR-016: a warning for missing files; an Error Log for invalid files and unreadable folders that the
+	previous report did not have already (a file stays invalid until fixed: one log, not one an hour)."""
+	if found["missing"]:
+		frappe.logger("memora_storage").warning(
+			f"health scan {report.name}: {found['counts']['missing']} content files missing: "
+			+ ", ".join(f["path"] for f in found["missing"][:20])
+		)
+	previous = _previous_problems(report)
+	new = [
+		(kind, f)
+		for kind, findings in (("Invalid", found["invalid"]), ("Not Checked", found["errors"]))
+		for f in findings
+		if (kind, f["path"]) not in previous
+	]
+	if not new:
+		return
+	lines = [
+		f"operation: read (health scan)\npath: {f['path']}\nerrno: -\n"
+		f"document: {f['reference_doctype']} {f['reference_name']}\nproblem: {kind}: {f['reason']}"
+		+ (f"\nwrite pending: {pending[f['path']]}" if f["path"] in pending else "")
+		for kind, f in new[:LOGGED_LIMIT]
+	]
+	if len(new) > LOGGED_LIMIT:
+		lines.append(f"…and {len(new) - LOGGED_LIMIT} more in the report")
+	frappe.log_error(
+		title=_("Memora Storage: health scan found {0} unreadable or invalid content files").format(len(new)),
+		message="\n\n".join(lines),
+		reference_doctype=reports.DOCTYPE,
+		reference_name=report.name,
+	)
+
+
+def _previous_problems(report: "frappe.Document") -> set[tuple[str, str]]:
+	previous = frappe.get_all(
+		reports.DOCTYPE,
+		filters={"scope": ["in", SCOPES], "name": ["!=", report.name], "status": ["!=", "Failed"]},
+		pluck="name",
+		order_by="checked_at desc",
+		limit=1,
+	)
+	if not previous:
+		return set()
+	return {
+		(p.problem, p.path)
+		for p in reports.report_problems(frappe.get_doc(reports.DOCTYPE, previous[0]))
+		if p.problem in ("Invalid", "Not Checked")
+	}
+
+
+def save_failure(scope: str, error: Exception) -> "frappe.Document":
+	"""A scan that crashed still leaves a report, so a missing nightly result is never silent."""
+	return reports.save_report(
+		scope, [], _("The scan failed: {0}. See Error Log.").format(error), status="Failed"
+	)
+
+
+# Orphans ----------------------------------------------------------------------------------------
+
+
+def delete_orphans(report: "frappe.Document") -> dict[str, int]:
+	"""Delete the report's orphans that are still orphans; counts of what was done and skipped.
+
+	A file is kept when a record expects its path now, or when it changed after the scan began (someone
+	wrote it since: it is not the file the report saw). Each deletion goes through the store (under the
+	path's lock, with its `.prev`), and a row the path had is marked Deleted so the CDN copy goes too.
+	"""
+	orphans = [p.path for p in reports.report_problems(report) if p.problem == "Orphaned"]
+	counts = {"deleted": 0, "gone": 0, "kept": 0, "failed": 0}
+	if not orphans:
+		return counts
+	store = settings.content_store()
+	expected = {record.path for record in ExpectedRecords(content.new_context(), render=False)}
+	scan_began = get_datetime(report.checked_at).replace(tzinfo=ZoneInfo(get_system_timezone())).timestamp()
+	for path in orphans:
+		try:
+			mtime = os.lstat(paths.resolve(store.root, path)).st_mtime
+		except (FileNotFoundError, paths.InvalidPathError):
+			counts["gone"] += 1
+			continue
+		if path in expected or mtime >= scan_began:
+			counts["kept"] += 1
+			continue
+		try:
+			store.remove(path)
+		except FileOperationError as e:
+			content_files.record_failure(path, None, None, e)  # logged; retried as a pending removal
+			counts["failed"] += 1
+			continue
+		if frappe.db.exists(content_files.DOCTYPE, content_files.row_name(path)):
+			content_files.record_removal(path, is_folder=False)
+		counts["deleted"] += 1
+	report.db_set("orphans_deleted_count", (report.orphans_deleted_count or 0) + counts["deleted"])
+	report.add_comment(
+		"Info",
+		_(
+			"Delete Orphans: {0} deleted, {1} already gone, {2} kept (a record expects them now or they "
+			"changed after the scan), {3} could not be deleted (see Error Log; retried every minute)."
+		).format(counts["deleted"], counts["gone"], counts["kept"], counts["failed"]),
+	)
+	frappe.db.commit()
+	return counts
+
+
+def last_report_problems() -> dict:
+	"""Number card: the problems of the latest health scan, opening that report."""
+	latest = frappe.get_all(
+		reports.DOCTYPE,
+		filters={"scope": ["in", SCOPES]},
+		fields=["name", "missing_count", "orphaned_count", "stale_count", "invalid_count", "status"],
+		order_by="checked_at desc",
+		limit=1,
+	)
+	if not latest:
+		return {"value": 0, "fieldtype": "Int"}
+	row = latest[0]
+	value = sum(row[f] or 0 for f in ("missing_count", "orphaned_count", "stale_count", "invalid_count"))
+	return {"value": value, "fieldtype": "Int", "route": ["Form", reports.DOCTYPE, row.name]}

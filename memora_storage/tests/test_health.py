@@ -1,0 +1,339 @@
+"""Health scans on a real site: the schedule, planted faults reported exactly, missing files regenerated,
+orphans deleted only on request and only while still orphans, failures logged (FR-015, FR-016, SC-006).
+
+The test site holds other content (the demo's files, other tests'), so every assertion about a report
+looks only at the paths this test planted, which all carry the test's tag.
+"""
+
+import datetime
+import json
+import os
+import stat
+import time
+from unittest.mock import patch
+
+import frappe
+from frappe.desk.doctype.dashboard_chart.dashboard_chart import get as get_chart
+from frappe.utils import now_datetime
+from frappe.utils.background_jobs import get_job
+
+from memora_storage import api, content_files, health, reports
+from memora_storage.tasks import (
+	hourly_health_check,
+	nightly_health_check,
+	retry_pending_writes,
+	run_health_check,
+)
+from memora_storage.tests.utils import ContentTestCase, set_cdn_settings
+from memora_storage.utils.paths import prev_path, resolve
+
+SCHEDULE = {
+	"memora_storage.tasks.check_disk_space": "* * * * *",
+	"memora_storage.tasks.retry_pending_writes": "* * * * *",
+	"memora_storage.tasks.dispatch_cdn_sync": "* * * * *",
+	"memora_storage.tasks.hourly_health_check": "0 * * * *",
+	"memora_storage.tasks.nightly_health_check": "30 1 * * *",
+}
+LONG_AGO = time.time() - 3600  # older than the scan's one-minute grace for new files
+
+
+class HealthTestCase(ContentTestCase):
+	def make_units(self, count: int):
+		"""A Plan, a Subject and `count` Units, committed, so their files are written."""
+		plan = self.make("Plan", f"plan-{self.tag}", commit=False)
+		subject = self.make("Subject", f"subject-{self.tag}", commit=False, plan=plan.name)
+		units = [
+			self.make("Unit", f"unit-{self.tag}-{i}", commit=False, subject=subject.name, body=f"body {i}")
+			for i in range(count)
+		]
+		frappe.db.commit()
+		return subject, [f"units/{unit.name}.json" for unit in units]
+
+	def plant(self, path: str, data: bytes = b"{}\n", mtime: float = LONG_AGO) -> None:
+		"""A file no record expects, old enough to be called an orphan; removed after the test."""
+		target = resolve(self.store.root, path)
+		target.parent.mkdir(parents=True, exist_ok=True)
+		target.write_bytes(data)
+		os.utime(target, (mtime, mtime))
+		self.addCleanup(self.store.remove, path)
+
+	def file(self, path: str):
+		return resolve(self.store.root, path)
+
+	def mine(self, report) -> set[tuple[str, str]]:
+		"""The report's (problem, path) pairs for this test's paths."""
+		return {(p.problem, p.path) for p in reports.report_problems(report) if self.tag in p.path}
+
+	def detail(self, report, path: str) -> str:
+		return next(p.detail for p in reports.report_problems(report) if p.path == path)
+
+
+class TestHealthSchedule(HealthTestCase):
+	def test_scheduler_entries_exist_after_migrate(self):
+		for method, cron in SCHEDULE.items():
+			with self.subTest(method=method):
+				job = frappe.db.get_value(
+					"Scheduled Job Type",
+					{"method": method},
+					["frequency", "cron_format", "stopped"],
+					as_dict=True,
+				)
+				self.assertEqual((job.frequency, job.cron_format, job.stopped), ("Cron", cron, 0))
+
+	def test_business_hours_window(self):
+		at = lambda hour: datetime.datetime(2026, 1, 1, hour, 0)  # noqa: E731
+		set_cdn_settings(health_check_start_hour=8, health_check_end_hour=18)
+		self.assertEqual([h for h in range(24) if health.in_business_hours(at(h))], list(range(8, 19)))
+		set_cdn_settings(health_check_start_hour=22, health_check_end_hour=5)  # across midnight
+		self.assertEqual(
+			[h for h in range(24) if health.in_business_hours(at(h))], [0, 1, 2, 3, 4, 5, 22, 23]
+		)
+		with self.assertRaises(frappe.ValidationError):
+			set_cdn_settings(health_check_start_hour=24)
+		frappe.db.rollback()
+
+	def test_hourly_job_queues_one_scan_on_the_long_queue_within_hours(self):
+		self.addCleanup(_drop_scan_job)
+		_drop_scan_job()
+		hour = now_datetime().hour
+		set_cdn_settings(health_check_start_hour=(hour + 1) % 24, health_check_end_hour=(hour + 2) % 24)
+		hourly_health_check()
+		self.assertIsNone(get_job(health.job_id()))  # outside the hours: nothing queued
+
+		set_cdn_settings(health_check_start_hour=hour, health_check_end_hour=hour)
+		hourly_health_check()
+		job = get_job(health.job_id())
+		self.assertTrue(job.origin.endswith("long"), job.origin)
+		self.assertEqual(job.kwargs["kwargs"], {"full": False, "scope": "Hourly"})
+		nightly_health_check()  # a scan is queued: the full one is not queued beside it
+		self.assertEqual(get_job(health.job_id()).kwargs["kwargs"]["scope"], "Hourly")
+		self.assertFalse(health.enqueue(full=True, scope="Full"))
+
+
+def _drop_scan_job() -> None:
+	if job := get_job(health.job_id()):
+		job.delete()
+
+
+class TestHealthScan(HealthTestCase):
+	def test_full_scan_reports_exactly_the_planted_faults(self):
+		_subject, unit_paths = self.make_units(7)
+		missing, invalid, stale, pending = unit_paths[:2], unit_paths[2:4], unit_paths[4], unit_paths[5]
+		for path in missing:
+			self.file(path).unlink()
+		for path in invalid:
+			self.file(path).write_bytes(b'{"name": "cut sho')
+		self.file(stale).write_bytes(b'{"name": "edited by hand"}\n')
+		orphans = [
+			f"units/orphan-{self.tag}-1.json",
+			f"units/orphan-{self.tag}-2.json",
+			f"plans/gone-{self.tag}/manifest.json",  # the folder of a plan that no longer exists
+		]
+		for path in orphans:
+			self.plant(path)
+		# A save while the disk is low: the old file is deleted here, the new one waits as Pending.
+		self.file(pending).unlink()
+		set_cdn_settings(min_free_disk_percent=99.99)  # above the real free share of any disk here
+		unit = frappe.get_doc("Unit", f"unit-{self.tag}-5")
+		unit.body = "saved while low"
+		unit.save()
+		frappe.db.commit()
+		set_cdn_settings()
+
+		report = frappe.get_doc(reports.DOCTYPE, run_health_check(full=True))
+
+		self.assertEqual(report.scope, "Manual")
+		self.assertEqual(report.status, "Problems Found")
+		self.assertEqual(
+			self.mine(report),
+			{
+				*(("Missing", path) for path in [*missing, pending]),
+				*(("Invalid", path) for path in invalid),
+				("Stale", stale),
+				*(("Orphaned", path) for path in orphans),
+			},
+		)
+		self.assertEqual(self.detail(report, missing[0]), "no file")
+		self.assertIn("write pending", self.detail(report, pending))
+		self.assertIn("not valid JSON", self.detail(report, invalid[0]))
+		self.assertEqual(self.detail(report, stale), "differs from a fresh render")
+		self.assertGreaterEqual(report.missing_count, 3)
+		self.assertGreaterEqual(report.orphaned_count, 3)
+		self.assertGreaterEqual(report.expected_count, 9)
+		self.assertEqual(report.regenerated_count, 0)
+		self.assertEqual(report.disk_status, "OK")
+		self.assertGreater(report.disk_free_percent, 0)
+		for path in missing:  # nothing was written: regeneration is off
+			self.assertFalse(self.file(path).exists())
+		for path in orphans:  # nor deleted
+			self.assertTrue(self.file(path).exists())
+
+		# FR-016: the invalid files reach Error Log with path and document, once.
+		logged = frappe.get_all(
+			"Error Log", filters={"reference_name": report.name}, fields=["method", "error"]
+		)
+		self.assertEqual(len(logged), 1)
+		for path in invalid:
+			self.assertIn(f"path: {path}", logged[0].error)
+		self.assertIn(f"document: Unit unit-{self.tag}-2", logged[0].error)
+		again = frappe.get_doc(reports.DOCTYPE, run_health_check(full=True))
+		self.assertFalse(frappe.db.exists("Error Log", {"reference_name": again.name}))
+
+	def test_incremental_scan_finds_what_changed_since_the_last_scan(self):
+		_subject, unit_paths = self.make_units(2)
+		run_health_check(full=True)
+		unit = frappe.get_doc("Unit", f"unit-{self.tag}-0")
+		unit.body = "changed after the scan"
+		unit.save()
+		frappe.db.commit()
+		self.file(unit_paths[0]).unlink()
+		self.plant(f"units/orphan-{self.tag}.json")
+
+		report = frappe.get_doc(reports.DOCTYPE, run_health_check())
+
+		self.assertEqual(report.scope, "Manual")
+		self.assertEqual(
+			self.mine(report), {("Missing", unit_paths[0]), ("Orphaned", f"units/orphan-{self.tag}.json")}
+		)
+		self.assertGreaterEqual(report.expected_count, report.missing_count)
+
+	def test_missing_files_are_regenerated_when_enabled(self):
+		_subject, unit_paths = self.make_units(3)
+		expected = {path: self.file(path).read_bytes() for path in unit_paths}
+		for path in unit_paths[:2]:
+			self.file(path).unlink()
+		set_cdn_settings(regenerate_missing_files=1)
+
+		report = frappe.get_doc(reports.DOCTYPE, run_health_check(full=True))
+
+		self.assertEqual(self.mine(report), {("Missing", path) for path in unit_paths[:2]})
+		self.assertEqual(self.detail(report, unit_paths[0]), "regenerated")
+		self.assertGreaterEqual(report.regenerated_count, 2)
+		for path in unit_paths:
+			self.assertEqual(self.file(path).read_bytes(), expected[path])
+			self.assertEqual(
+				frappe.db.get_value(content_files.DOCTYPE, content_files.row_name(path), "local_status"),
+				"Written",
+			)
+		self.assertEqual(self.mine(frappe.get_doc(reports.DOCTYPE, run_health_check(full=True))), set())
+
+	def test_failed_scan_leaves_a_failed_report(self):
+		with patch("memora_storage.health.full_scan", side_effect=OSError("disk went away")):
+			with self.assertRaises(OSError):
+				run_health_check(full=True, scope="Full")
+		report = frappe.get_last_doc(reports.DOCTYPE, filters={"scope": "Full"})
+		self.assertEqual(report.status, "Failed")
+		self.assertIn("disk went away", report.summary)
+		self.assertNotEqual(health.last_scan_start(), report.checked_at)
+
+
+class TestDeleteOrphans(HealthTestCase):
+	def test_deletes_exactly_the_orphans_that_are_still_orphans(self):
+		subject, unit_paths = self.make_units(1)
+		names = [f"orphan-{self.tag}-{i}" for i in range(4)]
+		orphans = [f"units/{name}.json" for name in names]
+		for path in orphans:
+			self.plant(path)
+		backup = prev_path(self.file(orphans[0]))
+		backup.write_bytes(b"{}\n")  # a backup goes with its file
+		report = reports.save_report(
+			"Manual",
+			[reports.Problem("Orphaned", path) for path in [*orphans, unit_paths[0]]],
+			"planted orphans",
+			checked_at=now_datetime(),
+			orphaned_count=5,
+		)
+		frappe.db.commit()
+		# After the scan: one orphan gets its document, one is written again, one disappears.
+		self.make("Unit", names[1], subject=subject.name)
+		self.plant(orphans[2], mtime=time.time())
+		self.file(orphans[3]).unlink()
+
+		counts = api.delete_orphans(report.name)
+
+		self.assertEqual(counts, {"deleted": 1, "gone": 1, "kept": 3, "failed": 0})
+		self.assertFalse(self.file(orphans[0]).exists())
+		self.assertFalse(backup.exists())
+		for path in (orphans[1], orphans[2], unit_paths[0]):
+			self.assertTrue(self.file(path).exists(), path)
+		self.assertEqual(json.loads(self.store.read(orphans[1]))["name"], names[1])
+		report.reload()
+		self.assertEqual(report.orphans_deleted_count, 1)
+		self.assertTrue(
+			frappe.db.exists(
+				"Comment", {"reference_name": report.name, "content": ["like", "%Delete Orphans: 1 deleted%"]}
+			)
+		)
+		self.assertEqual(api.delete_orphans(report.name)["deleted"], 0)  # nothing left to delete
+		self.assertEqual(frappe.db.get_value(reports.DOCTYPE, report.name, "orphans_deleted_count"), 1)
+
+
+class TestFailureLogging(HealthTestCase):
+	def test_plan_folder_that_cannot_be_deleted_is_logged_and_removed_later(self):
+		if os.geteuid() == 0:
+			self.skipTest("running as root: file permissions do not stop root")
+		subject, _unit_paths = self.make_units(1)
+		plan = subject.plan
+		folder = self.file(f"plans/{plan}")
+		plans_dir = folder.parent
+		mode = plans_dir.stat().st_mode
+		os.chmod(plans_dir, stat.S_IRUSR | stat.S_IXUSR)  # the plan's folder cannot leave `plans/`
+		try:
+			for doctype, name in (("Unit", f"unit-{self.tag}-0"), ("Subject", subject.name), ("Plan", plan)):
+				frappe.delete_doc(doctype, name)
+			frappe.db.commit()  # the deletes themselves succeed: no traceback reaches the user
+			self.assertTrue(folder.exists())
+			log = frappe.get_last_doc(
+				"Error Log", filters={"method": ["like", f"%could not delete plans/{plan}%"]}
+			)
+			self.assertIn(f"path: plans/{plan}", log.error)
+			self.assertIn("errno: 13", log.error)
+			self.assertIn("operation: delete", log.error)
+			self.assertEqual(retry_pending_writes(), 0)  # still refused: logged once, not every minute
+			self.assertEqual(
+				frappe.db.count("Error Log", {"method": ["like", f"%could not delete plans/{plan}%"]}), 1
+			)
+		finally:
+			os.chmod(plans_dir, mode)
+		self.assertGreaterEqual(retry_pending_writes(), 1)
+		self.assertFalse(folder.exists())
+		self.assertFalse(frappe.db.exists(content_files.DOCTYPE, content_files.row_name(f"plans/{plan}")))
+		self.assertEqual(
+			frappe.db.get_value(
+				content_files.DOCTYPE, content_files.row_name(f"plans/{plan}/manifest.json"), "local_status"
+			),
+			"Deleted",
+		)
+
+	def test_rollback_failure_is_logged(self):
+		_subject, unit_paths = self.make_units(1)
+		with self.assertRaises(frappe.ValidationError):
+			api.rollback(unit_paths[0])  # never saved twice: no previous version
+		log = frappe.get_last_doc("Error Log", filters={"method": ["like", "%could not roll back%"]})
+		self.assertIn(f"path: {unit_paths[0]}", log.error)
+		self.assertIn("operation: roll back", log.error)
+
+
+class TestWorkspace(HealthTestCase):
+	def test_workspace_cards_and_chart_are_installed_and_answer(self):
+		workspace = frappe.get_doc("Workspace", "Memora Storage")
+		self.assertEqual(workspace.module, "Memora Storage")
+		self.assertEqual({row.role for row in workspace.roles}, {"System Manager"})
+		self.assertEqual(
+			{row.link_to for row in workspace.shortcuts},
+			{"CDN Settings", "Content File", "Content Health Report"},
+		)
+		for row in workspace.number_cards:
+			self.assertTrue(frappe.db.exists("Number Card", row.number_card_name), row.number_card_name)
+		chart = get_chart(chart_name="Content Files by Sync Status", refresh=1)
+		self.assertIn("labels", chart)
+		free = api.disk_free()
+		self.assertTrue(0 < free["value"] <= 100, free)
+		self.assertEqual(free["fieldtype"], "Percent")
+		report = frappe.get_doc(reports.DOCTYPE, run_health_check())
+		problems = api.last_health_problems()
+		self.assertEqual(problems["route"], ["Form", reports.DOCTYPE, report.name])
+		self.assertEqual(
+			problems["value"],
+			report.missing_count + report.orphaned_count + report.stale_count + report.invalid_count,
+		)
