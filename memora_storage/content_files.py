@@ -103,12 +103,15 @@ def queue_upload(result: WriteResult) -> str:
 def record_failure(path: str, doctype: str | None, name: str | None, error: FileOperationError) -> None:
 	"""Log a failed file operation once (FR-016) and mark the path Pending so it is retried."""
 	row = _locked_row(path)
+	# A removal knows only the path: the row tells which (deleted) document the file belonged to.
+	doctype = doctype or (row and row.reference_doctype) or None
+	name = name or (row and row.reference_name) or None
 	_upsert(
 		path,
 		row,
 		{
-			"reference_doctype": doctype or (row and row.reference_doctype),
-			"reference_name": name or (row and row.reference_name),
+			"reference_doctype": doctype,
+			"reference_name": name,
 			"local_status": "Pending",
 			"local_error": str(error),
 		},

@@ -17,7 +17,7 @@ from frappe.desk.doctype.dashboard_chart.dashboard_chart import get as get_chart
 from frappe.utils import now_datetime
 from frappe.utils.background_jobs import get_job
 
-from memora_storage import api, content_files, health, reports
+from memora_storage import api, content, content_files, health, reports
 from memora_storage.tasks import (
 	hourly_health_check,
 	nightly_health_check,
@@ -107,7 +107,7 @@ class TestHealthSchedule(HealthTestCase):
 		self.assertEqual(job.kwargs["kwargs"], {"full": False, "scope": "Hourly"})
 		nightly_health_check()  # a scan is queued: the full one is not queued beside it
 		self.assertEqual(get_job(health.job_id()).kwargs["kwargs"]["scope"], "Hourly")
-		self.assertFalse(health.enqueue(full=True, scope="Full"))
+		self.assertFalse(api.run_health_check(full=True))
 
 
 def _drop_scan_job() -> None:
@@ -304,6 +304,58 @@ class TestFailureLogging(HealthTestCase):
 			),
 			"Deleted",
 		)
+
+	def test_file_removal_failure_names_the_deleted_document(self):
+		if os.geteuid() == 0:
+			self.skipTest("running as root: file permissions do not stop root")
+		_subject, unit_paths = self.make_units(2)
+		units_dir = self.file(unit_paths[0]).parent
+		mode = units_dir.stat().st_mode
+		os.chmod(units_dir, stat.S_IRUSR | stat.S_IXUSR)
+		try:
+			frappe.delete_doc("Unit", f"unit-{self.tag}-0")
+			frappe.db.commit()
+		finally:
+			os.chmod(units_dir, mode)
+		log = frappe.get_last_doc(
+			"Error Log", filters={"method": ["like", f"%could not delete {unit_paths[0]}%"]}
+		)
+		self.assertIn(f"document: Unit unit-{self.tag}-0", log.error)
+		self.assertEqual(log.reference_name, f"unit-{self.tag}-0")
+		self.assertGreaterEqual(retry_pending_writes(), 1)
+		self.assertFalse(self.file(unit_paths[0]).exists())
+
+	def test_a_document_that_cannot_be_rendered_does_not_hold_up_the_retries(self):
+		_subject, unit_paths = self.make_units(2)
+		names = [f"unit-{self.tag}-{i}" for i in range(2)]
+		for path in unit_paths:
+			frappe.db.set_value(
+				content_files.DOCTYPE, content_files.row_name(path), "local_status", "Pending"
+			)
+		frappe.db.commit()
+		render = content.render
+
+		def broken(doc, ctx):
+			if doc.name == names[0]:
+				raise ValueError("serialiser bug")
+			return render(doc, ctx)
+
+		with patch("memora_storage.content.render", side_effect=broken):
+			self.assertEqual(retry_pending_writes(), 1)
+		statuses = [
+			frappe.db.get_value(
+				content_files.DOCTYPE, content_files.row_name(path), ["local_status", "local_error"]
+			)
+			for path in unit_paths
+		]
+		self.assertEqual(statuses[0], ("Failed", "serialiser bug"))
+		self.assertEqual(statuses[1][0], "Written")
+		self.assertTrue(
+			frappe.db.exists(
+				"Error Log", {"reference_name": names[0], "method": ["like", "%could not render%"]}
+			)
+		)
+		self.assertEqual(retry_pending_writes(), 0)  # a Failed row is not retried every minute
 
 	def test_rollback_failure_is_logged(self):
 		_subject, unit_paths = self.make_units(1)
