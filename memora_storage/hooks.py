@@ -41,6 +41,9 @@ scheduler_events = {
 	},
 }
 
+# Health scans add about a dozen Content Health Reports a day; Log Settings deletes those past 90 days.
+default_log_clearing_doctypes = {"Content Health Report": 90}
+
 jinja = {"methods": ["memora_storage.api.get_content_url"]}
 
 # Another app may change the content map: a dotted path to a function that takes the map

@@ -14,7 +14,8 @@ from unittest.mock import patch
 
 import frappe
 from frappe.desk.doctype.dashboard_chart.dashboard_chart import get as get_chart
-from frappe.utils import now_datetime
+from frappe.model.base_document import get_controller
+from frappe.utils import add_days, now_datetime
 from frappe.utils.background_jobs import get_job
 
 from memora_storage import api, content, content_files, health, reports
@@ -266,6 +267,25 @@ class TestDeleteOrphans(HealthTestCase):
 		)
 		self.assertEqual(api.delete_orphans(report.name)["deleted"], 0)  # nothing left to delete
 		self.assertEqual(frappe.db.get_value(reports.DOCTYPE, report.name, "orphans_deleted_count"), 1)
+
+
+class TestReportRetention(HealthTestCase):
+	def test_log_settings_clears_reports_past_their_days(self):
+		old = reports.save_report(
+			"Manual", [reports.Problem("Orphaned", f"units/old-{self.tag}.json")], "an old scan"
+		)
+		frappe.db.set_value(reports.DOCTYPE, old.name, "creation", add_days(now_datetime(), -91))
+		recent = reports.save_report("Manual", [], "a recent scan")
+		frappe.db.commit()
+		log_settings = frappe.get_doc("Log Settings")
+		log_settings.add_default_logtypes()
+		self.assertIn(reports.DOCTYPE, {row.ref_doctype for row in log_settings.logs_to_clear})
+
+		get_controller(reports.DOCTYPE).clear_old_logs(days=90)
+
+		self.assertFalse(frappe.db.exists(reports.DOCTYPE, old.name))
+		self.assertFalse(frappe.db.exists("Content Health Issue", {"parent": old.name}))
+		self.assertTrue(frappe.db.exists(reports.DOCTYPE, recent.name))
 
 
 class TestFailureLogging(HealthTestCase):

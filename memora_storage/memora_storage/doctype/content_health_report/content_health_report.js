@@ -10,7 +10,10 @@ frappe.ui.form.on("Content Health Report", {
 				frappe.call({ method: "memora_storage.api.resync", args: { report: frm.doc.name } })
 			);
 		}
-		if (HEALTH_SCOPES.includes(frm.doc.scope) && frm.doc.orphaned_count) {
+		if (
+			HEALTH_SCOPES.includes(frm.doc.scope) &&
+			frm.doc.orphaned_count > (frm.doc.orphans_deleted_count || 0)
+		) {
 			frm.add_custom_button(__("Delete Orphans"), () => delete_orphans(frm));
 		}
 	},
