@@ -9,15 +9,20 @@ from memora_storage.utils import paths
 from memora_storage.utils.store import ContentStore, FileOperationError
 
 
+def _enqueue_long_once(method: str, key: str, **kwargs) -> None:
+	"""Queue a long job unless the same job for this site is already queued or running."""
+	frappe.enqueue(
+		f"memora_storage.tasks.{method}",
+		queue="long",
+		job_id=f"memora_storage:{key}:{frappe.local.site}",
+		deduplicate=True,
+		**kwargs,
+	)
+
+
 def enqueue_relink() -> None:
 	"""Queue one re-render of all content after the current transaction commits (deduplicated)."""
-	frappe.enqueue(
-		"memora_storage.tasks.relink_all",
-		queue="long",
-		job_id=f"memora_storage:relink:{frappe.local.site}",
-		deduplicate=True,
-		enqueue_after_commit=True,
-	)
+	_enqueue_long_once("relink_all", "relink", enqueue_after_commit=True)
 
 
 def relink_all() -> dict[str, int]:
@@ -87,12 +92,7 @@ def dispatch_cdn_sync() -> int:
 
 def enqueue_verify_cdn() -> None:
 	"""Nightly (cron): queue the verification on the long queue; a run still in progress is not doubled."""
-	frappe.enqueue(
-		"memora_storage.tasks.verify_cdn",
-		queue="long",
-		job_id=f"memora_storage:verify-cdn:{frappe.local.site}",
-		deduplicate=True,
-	)
+	_enqueue_long_once("verify_cdn", "verify-cdn")
 
 
 def verify_cdn() -> str | None:
