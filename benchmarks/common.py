@@ -89,6 +89,22 @@ def _is_number(value: Any) -> bool:
 	return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def default_site(bench: str | os.PathLike) -> str | None:
+	"""The site a bench's commands use without --site: `bench use`'s choice, else its only site."""
+	sites = Path(bench) / "sites"
+	try:
+		config = json.loads((sites / "common_site_config.json").read_text(encoding="utf-8"))
+	except (OSError, ValueError):
+		config = {}
+	if config.get("default_site"):
+		return config["default_site"]
+	current = sites / "currentsite.txt"
+	if current.is_file() and current.read_text(encoding="utf-8").strip():
+		return current.read_text(encoding="utf-8").strip()
+	found = [path.parent.name for path in sites.glob("*/site_config.json")]
+	return found[0] if len(found) == 1 else None
+
+
 def write_results(name: str, results: dict[str, Any], table: str | None = None) -> Path:
 	"""Save `results` with the machine info to benchmarks/results/<name>.json; print the table if given."""
 	RESULTS_DIR.mkdir(parents=True, exist_ok=True)
