@@ -36,6 +36,7 @@ QUICK_ARGS = {
 	"bench_sync": ["--files", "1000", "--repeat", "1"],
 	"bench_serve": ["--duration", "5", "--plans", "5", "--repeat", "1"],
 	"bench_freshness": ["--flips", "10", "--calls", "5000"],
+	"bench_outage_drill": ["--plans", "3", "--rounds", "4"],
 }
 TIMEOUT_S = 3600
 
@@ -146,7 +147,9 @@ def report(runs: list[dict], invocation: str, quick: bool) -> str:
 			lines += [" ".join(title.group(1).split()), ""]
 		if run["command"]:
 			lines += [f"Command: `{run['command']}`", ""]
-		if doc and not run["fresh"]:
+		if doc and run.get("carried"):
+			lines += [f"Not run this time: the results of an earlier run, {doc['when']}.", ""]
+		elif doc and not run["fresh"]:
 			lines += [f"This run: {run['status']}. Below: the results of {doc['when']}.", ""]
 		lines.append(doc.get("table", "(no table)") if doc else f"No results ({run['status']}).")
 	return "\n".join(lines) + "\n"
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 			before = previous.get(name)
 			same = before and result and (before.get("result") or {}).get("when") == result.get("when")
 			runs.append(
-				{**before, "result": result}
+				{**before, "result": result, "fresh": False, "carried": True}
 				if same
 				else {
 					"name": name,
