@@ -140,6 +140,17 @@ def test_empty_file_can_be_written(store: ContentStore) -> None:
 	assert store.read(PATH) == b""
 
 
+def test_new_folders_are_0755_even_under_a_strict_umask(store: ContentStore) -> None:
+	"""nginx must enter the folders too: a Plan's new folder under umask 077 would otherwise be 0700."""
+	old_umask = os.umask(0o077)
+	try:
+		store.write("plans/P-umask/subjects/S1.json", b"{}")
+	finally:
+		os.umask(old_umask)
+	for folder in ("plans", "plans/P-umask", "plans/P-umask/subjects"):
+		assert stat.S_IMODE((store.root / folder).stat().st_mode) == 0o755, folder
+
+
 def test_files_are_world_readable_0644_even_under_a_strict_umask(store: ContentStore) -> None:
 	"""nginx runs as another user: content must be 0644 whatever umask the worker has."""
 	old_umask = os.umask(0o077)

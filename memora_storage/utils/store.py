@@ -21,6 +21,7 @@ from memora_storage.utils import canonical, disk
 from memora_storage.utils.paths import TEMP_PREFIX, TEMP_SUFFIX, prev_path, resolve, validate_relpath
 
 FILE_MODE = 0o644  # the web server (another user) must read what we write
+DIR_MODE = 0o755  # ...and enter the folders that hold it
 DEFAULT_LOCK_TIMEOUT = 60.0
 
 _REASONS = {
@@ -102,7 +103,7 @@ class ContentStore:
 				return WriteResult(path, digest, len(data), changed=False)
 			try:
 				disk.ensure_space(target.parent, self.min_free_percent, needed=len(data))
-				target.parent.mkdir(parents=True, exist_ok=True)
+				_make_folders(target.parent)
 				tmp = _write_temp(target, data)
 				try:
 					if target.exists():
@@ -201,6 +202,18 @@ def _write_temp(target: Path, data: bytes) -> Path:
 		_unlink_quietly(Path(tmp))
 		raise
 	return Path(tmp)
+
+
+def _make_folders(folder: Path) -> None:
+	"""Create `folder` and its missing parents as 0755, whatever the process umask."""
+	if folder.is_dir():
+		return
+	_make_folders(folder.parent)
+	try:
+		folder.mkdir()
+	except FileExistsError:  # another writer made it meanwhile
+		return
+	os.chmod(folder, DIR_MODE)
 
 
 def _snapshot(target: Path) -> Path:
