@@ -4,61 +4,22 @@ A Frappe dev server (what `bench serve` runs) is started for the test site on a 
 """
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 
 import frappe
 import requests
 
-from memora_storage.tests.utils import ContentTestCase, set_cdn_settings
+from memora_storage.tests.utils import ContentTestCase, set_cdn_settings, start_dev_server
 
 API = "/api/method/memora_storage.api"
-
-
-def _free_port() -> int:
-	with socket.socket() as s:
-		s.bind(("127.0.0.1", 0))
-		return s.getsockname()[1]
 
 
 class TestApiOverHttp(ContentTestCase):
 	@classmethod
 	def setUpClass(cls) -> None:
 		super().setUpClass()
-		cls.port = _free_port()
-		cls.base = f"http://127.0.0.1:{cls.port}"
-		cls.server = subprocess.Popen(
-			[
-				sys.executable,
-				"-m",
-				"frappe.utils.bench_helper",
-				"frappe",
-				"--site",
-				frappe.local.site,
-				"serve",
-				"--port",
-				str(cls.port),
-				"--noreload",
-			],
-			cwd=frappe.local.sites_path,
-			stdout=subprocess.DEVNULL,
-			stderr=subprocess.DEVNULL,
-			env={**os.environ, "PYTHONUNBUFFERED": "1"},
-		)
+		cls.server, cls.base = start_dev_server()
 		cls.addClassCleanup(cls.server.wait)
 		cls.addClassCleanup(cls.server.kill)
-		deadline = time.monotonic() + 60
-		while time.monotonic() < deadline:
-			try:
-				requests.get(f"{cls.base}/api/method/ping", timeout=2)
-				break
-			except requests.ConnectionError:
-				time.sleep(0.3)
-		else:
-			raise RuntimeError("the dev server did not start within 60 s")
 
 	def setUp(self) -> None:
 		super().setUp()

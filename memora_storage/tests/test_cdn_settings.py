@@ -8,7 +8,7 @@ import time
 import frappe
 from frappe.utils.background_jobs import is_job_enqueued
 
-from memora_storage import content, settings
+from memora_storage import settings
 from memora_storage.api import get_content_url
 from memora_storage.tasks import relink_all
 from memora_storage.tests.utils import ContentTestCase, set_cdn_settings

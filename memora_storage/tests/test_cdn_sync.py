@@ -6,72 +6,40 @@ The endpoint is a moto server on 127.0.0.1 whose URL `run-tests` passes in MEMOR
 
 import datetime
 import os
-import socket
 import subprocess
 import sys
 import time
 import unittest
 
-import boto3
 import frappe
-from botocore.config import Config
-from frappe.utils import add_to_date, now_datetime
+from frappe.utils import now_datetime
 
 from memora_storage import api, cdn_sync, content_files
-from memora_storage.tests.utils import ContentTestCase, ensure_outgoing_email_account, set_cdn_settings
-
-ENDPOINT = os.environ.get("MEMORA_TEST_S3_ENDPOINT", "")
-KEYS = {"access_key_id": "AKIAMEMORATEST000001", "secret_access_key": "memora-test-secret-0001"}
-
-
-def _client():
-	return boto3.session.Session().client(
-		"s3",
-		endpoint_url=ENDPOINT,
-		region_name="us-east-1",
-		aws_access_key_id=KEYS["access_key_id"],
-		aws_secret_access_key=KEYS["secret_access_key"],
-		config=Config(s3={"addressing_style": "path"}),
-	)
-
-
-def _closed_port_url() -> str:
-	with socket.socket() as s:
-		s.bind(("127.0.0.1", 0))
-		return f"http://127.0.0.1:{s.getsockname()[1]}"
-
-
-@unittest.skipUnless(
-	ENDPOINT, "MEMORA_TEST_S3_ENDPOINT is not set: run these through ./run-tests, which starts moto"
+from memora_storage.tests.utils import (
+	S3_ENDPOINT,
+	S3_KEYS,
+	S3_SKIP_REASON,
+	ContentTestCase,
+	closed_port_url,
+	ensure_outgoing_email_account,
+	s3_client,
+	use_endpoint,
 )
+
+
+@unittest.skipUnless(S3_ENDPOINT, S3_SKIP_REASON)
 class TestCdnSync(ContentTestCase):
 	def setUp(self) -> None:
 		super().setUp()
 		self.bucket = f"memora-{self.tag.lower()}"
-		self.s3 = _client()
+		self.s3 = s3_client()
 		self.s3.create_bucket(Bucket=self.bucket)
-		self.use_endpoint(ENDPOINT)
+		self.use_endpoint(S3_ENDPOINT)
 		frappe.db.delete("Content File")
 		frappe.db.commit()
 
 	def use_endpoint(self, endpoint: str, **values) -> None:
-		doc = frappe.get_single("CDN Settings")
-		doc.update(
-			{
-				"enable_cdn": 1,
-				"cdn_base_url": "https://cdn.example.com",
-				"bucket": self.bucket,
-				"endpoint_url": endpoint,
-				"key_prefix": "content",
-				"local_domain": "http://memora.local",
-				"min_free_disk_percent": 0,
-				"local_fallback_mode": 0,
-				**KEYS,
-				**values,
-			}
-		)
-		doc.save(ignore_permissions=True)
-		frappe.db.commit()
+		use_endpoint(endpoint, self.bucket, key_prefix="content", **values)
 
 	def object_bytes(self, path: str) -> bytes | None:
 		try:
@@ -127,7 +95,7 @@ class TestCdnSync(ContentTestCase):
 		ensure_outgoing_email_account()
 		_plan, _subject, units = self.make_tree()
 		path = f"units/{units[0].name}.json"
-		self.use_endpoint(_closed_port_url())
+		self.use_endpoint(closed_port_url())
 		name = content_files.row_name(path)
 
 		now = now_datetime()
@@ -165,18 +133,18 @@ class TestCdnSync(ContentTestCase):
 		cdn_sync.dispatch()  # no alert storm: each failure is announced once
 		self.assertEqual(frappe.db.count("Email Queue"), emails_before + 1)
 
-		self.use_endpoint(ENDPOINT)
+		self.use_endpoint(S3_ENDPOINT)
 		self.assertEqual(api.retry_all_failed(), 1)
 		cdn_sync.sync_rows([name])
 		self.assertEqual(frappe.db.get_value("Content File", name, "sync_status"), "Synced")
 		self.assertEqual(self.object_bytes(path), self.store.read(path))
 
 	def test_cdn_off_rows_wait_then_resume(self):
-		self.use_endpoint(ENDPOINT, enable_cdn=0, cdn_base_url="")
+		self.use_endpoint(S3_ENDPOINT, enable_cdn=0, cdn_base_url="")
 		_plan, _subject, units = self.make_tree()
 		self.assertEqual(self.sync_all()["synced"], 0)
 		self.assertEqual(len(self.pending()), 4)
-		self.use_endpoint(ENDPOINT)
+		self.use_endpoint(S3_ENDPOINT)
 		self.assertEqual(self.sync_all()["synced"], 4)
 		self.assertEqual(
 			self.object_bytes(f"units/{units[1].name}.json"), self.store.read(f"units/{units[1].name}.json")
@@ -231,7 +199,7 @@ class TestCdnSync(ContentTestCase):
 		result = api.test_connection()
 		self.assertTrue(result["ok"], result)
 		self.assertGreaterEqual(len(result["steps"]), 3)
-		self.use_endpoint(_closed_port_url())
+		self.use_endpoint(closed_port_url())
 		result = api.test_connection()
 		self.assertFalse(result["ok"])
-		self.assertNotIn(KEYS["secret_access_key"], frappe.as_json(result))
+		self.assertNotIn(S3_KEYS["secret_access_key"], frappe.as_json(result))

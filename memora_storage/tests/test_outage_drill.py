@@ -10,63 +10,32 @@ endpoint is the moto server whose URL `run-tests` passes in MEMORA_TEST_S3_ENDPO
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 import unittest
 
-import boto3
 import frappe
 import requests
-from botocore.config import Config
 
-from memora_storage import api, cdn_sync, content_files, tasks
+from memora_storage import api, cdn_sync, tasks
 from memora_storage.tests.nginx import Nginx, find_nginx
-from memora_storage.tests.utils import ContentTestCase
+from memora_storage.tests.utils import (
+	S3_ENDPOINT,
+	S3_KEYS,
+	S3_SKIP_REASON,
+	ContentTestCase,
+	closed_port_url,
+	s3_client,
+	start_dev_server,
+	use_endpoint,
+)
 from memora_storage.utils import canonical
 from memora_storage.utils.s3 import CdnBucket, S3Config
 from memora_storage.utils.verify import verify
 
-ENDPOINT = os.environ.get("MEMORA_TEST_S3_ENDPOINT", "")
-KEYS = {"access_key_id": "AKIAMEMORATEST000001", "secret_access_key": "memora-test-secret-0001"}
 KEY_PREFIX = "drill"
 
 
-def _free_port() -> int:
-	with socket.socket() as s:
-		s.bind(("127.0.0.1", 0))
-		return s.getsockname()[1]
-
-
-def _start_dev_server() -> tuple[subprocess.Popen, str]:
-	"""`bench serve` for this site on a free port (what a developer runs), when nginx is missing."""
-	port = _free_port()
-	server = subprocess.Popen(
-		[
-			*(sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "--site", frappe.local.site),
-			*("serve", "--port", str(port), "--noreload"),
-		],
-		cwd=frappe.local.sites_path,
-		stdout=subprocess.DEVNULL,
-		stderr=subprocess.DEVNULL,
-	)
-	base = f"http://127.0.0.1:{port}"
-	deadline = time.monotonic() + 60
-	while time.monotonic() < deadline:
-		try:
-			requests.get(f"{base}/api/method/ping", timeout=2)
-			return server, base
-		except requests.ConnectionError:
-			time.sleep(0.3)
-	server.kill()
-	raise RuntimeError("the dev server did not start within 60 s")
-
-
-@unittest.skipUnless(
-	ENDPOINT, "MEMORA_TEST_S3_ENDPOINT is not set: run these through ./run-tests, which starts moto"
-)
+@unittest.skipUnless(S3_ENDPOINT, S3_SKIP_REASON)
 class TestOutageDrill(ContentTestCase):
 	@classmethod
 	def setUpClass(cls) -> None:
@@ -79,7 +48,7 @@ class TestOutageDrill(ContentTestCase):
 			cls.addClassCleanup(server.stop)
 			cls.base = server.url
 		else:
-			process, cls.base = _start_dev_server()
+			process, cls.base = start_dev_server()
 			cls.addClassCleanup(process.wait)
 			cls.addClassCleanup(process.kill)
 		cls.http = requests.Session()
@@ -88,16 +57,9 @@ class TestOutageDrill(ContentTestCase):
 	def setUp(self) -> None:
 		super().setUp()
 		self.bucket = f"memora-drill-{self.tag.lower()}"
-		self.s3 = boto3.session.Session().client(
-			"s3",
-			endpoint_url=ENDPOINT,
-			region_name="us-east-1",
-			aws_access_key_id=KEYS["access_key_id"],
-			aws_secret_access_key=KEYS["secret_access_key"],
-			config=Config(s3={"addressing_style": "path"}),
-		)
+		self.s3 = s3_client()
 		self.s3.create_bucket(Bucket=self.bucket)
-		self.use_endpoint(ENDPOINT)
+		self.use_endpoint(S3_ENDPOINT)
 		frappe.db.delete("Content File")
 		frappe.db.commit()
 
@@ -106,22 +68,13 @@ class TestOutageDrill(ContentTestCase):
 		tasks.relink_all()  # the site's files linked to this test's web server; point them back
 
 	def use_endpoint(self, endpoint: str, fallback: bool = False) -> None:
-		doc = frappe.get_single("CDN Settings")
-		doc.update(
-			{
-				"enable_cdn": 1,
-				"cdn_base_url": "https://cdn.example.com",
-				"local_fallback_mode": int(fallback),
-				"local_domain": self.base,
-				"bucket": self.bucket,
-				"endpoint_url": endpoint,
-				"key_prefix": KEY_PREFIX,
-				"min_free_disk_percent": 0,
-				**KEYS,
-			}
+		use_endpoint(
+			endpoint,
+			self.bucket,
+			local_fallback_mode=int(fallback),
+			local_domain=self.base,
+			key_prefix=KEY_PREFIX,
 		)
-		doc.save(ignore_permissions=True)
-		frappe.db.commit()
 
 	def rows(self, **filters) -> list[frappe._dict]:
 		return frappe.get_all(
@@ -157,7 +110,7 @@ class TestOutageDrill(ContentTestCase):
 		self.assertEqual(cdn_sync.verify_bucket().status, "OK")
 
 		# 2. The endpoint becomes unreachable; documents keep changing and every change waits as a row.
-		self.use_endpoint(_closed_endpoint())
+		self.use_endpoint(closed_port_url())
 		units = [unit for subjects in plans.values() for names in subjects.values() for unit in names]
 		deleted_docs = []
 		for round_ in range(3):
@@ -202,7 +155,7 @@ class TestOutageDrill(ContentTestCase):
 		self.assertTrue(report.missing and report.mismatched and report.extra)
 
 		# 3. Local Fallback Mode: URLs point at this server; the files that list links are rendered again.
-		self.use_endpoint(_closed_endpoint(), fallback=True)
+		self.use_endpoint(closed_port_url(), fallback=True)
 		tasks.relink_all()  # the long-queue job the settings save enqueued
 		self.sync_due()
 		written = self.rows(local_status="Written")
@@ -233,7 +186,7 @@ class TestOutageDrill(ContentTestCase):
 					self.assertEqual(unit.json()["name"], unit_link["name"])
 
 		# 4. The endpoint is back: the backlog syncs and the bucket matches the disk.
-		self.use_endpoint(ENDPOINT, fallback=True)
+		self.use_endpoint(S3_ENDPOINT, fallback=True)
 		self.sync_due()
 		self.assertEqual(
 			{(row.sync_status, row.local_status) for row in self.rows()}, {("Synced", "Written")}
@@ -247,15 +200,10 @@ class TestOutageDrill(ContentTestCase):
 		return CdnBucket(
 			S3Config(
 				bucket=self.bucket,
-				endpoint_url=ENDPOINT,
+				endpoint_url=S3_ENDPOINT,
 				key_prefix=KEY_PREFIX,
-				access_key=KEYS["access_key_id"],
-				secret_key=KEYS["secret_access_key"],
+				access_key=S3_KEYS["access_key_id"],
+				secret_key=S3_KEYS["secret_access_key"],
 				addressing_style="path",
 			)
 		)
-
-
-def _closed_endpoint() -> str:
-	"""A URL where nothing listens: connections are refused, as from a CDN that is down."""
-	return f"http://127.0.0.1:{_free_port()}"

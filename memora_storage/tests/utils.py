@@ -1,8 +1,17 @@
-"""Shared set-up for the Frappe-layer tests: the content DocTypes, settings and cleanup."""
+"""Shared set-up for the Frappe-layer tests: the content DocTypes, settings, cleanup, and the servers
+(S3 endpoint, dev server) that some tests talk to."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 
+import boto3
 import frappe
+import requests
+from botocore.config import Config
 from frappe.tests.utils import FrappeTestCase
 
 from memora_storage import settings
@@ -19,6 +28,73 @@ SETTINGS_DEFAULTS = {
 	"health_check_start_hour": 8,
 	"health_check_end_hour": 18,
 }
+
+
+# The moto server that `run-tests` starts (moto's Flask would not fit beside Frappe's pinned Werkzeug).
+S3_ENDPOINT = os.environ.get("MEMORA_TEST_S3_ENDPOINT", "")
+S3_SKIP_REASON = "MEMORA_TEST_S3_ENDPOINT is not set: run these through ./run-tests, which starts moto"
+S3_KEYS = {"access_key_id": "AKIAMEMORATEST000001", "secret_access_key": "memora-test-secret-0001"}
+
+
+def free_port() -> int:
+	with socket.socket() as s:
+		s.bind(("127.0.0.1", 0))
+		return s.getsockname()[1]
+
+
+def closed_port_url() -> str:
+	"""A URL where nothing listens: connections are refused, as from a CDN that is down."""
+	return f"http://127.0.0.1:{free_port()}"
+
+
+def s3_client():
+	"""A plain boto3 client on the test endpoint, to arrange and inspect the bucket behind the app."""
+	return boto3.session.Session().client(
+		"s3",
+		endpoint_url=S3_ENDPOINT,
+		region_name="us-east-1",
+		aws_access_key_id=S3_KEYS["access_key_id"],
+		aws_secret_access_key=S3_KEYS["secret_access_key"],
+		config=Config(s3={"addressing_style": "path"}),
+	)
+
+
+def use_endpoint(endpoint: str, bucket: str, **values) -> None:
+	"""CDN Settings with the CDN on, pointing at `endpoint`/`bucket` with the test keys, committed."""
+	set_cdn_settings(
+		**{
+			"enable_cdn": 1,
+			"cdn_base_url": "https://cdn.example.com",
+			"bucket": bucket,
+			"endpoint_url": endpoint,
+			**S3_KEYS,
+			**values,
+		}
+	)
+
+
+def start_dev_server() -> tuple[subprocess.Popen, str]:
+	"""The Frappe dev server (what `bench serve` runs) for this site on a free port; the caller kills it."""
+	port = free_port()
+	server = subprocess.Popen(
+		[
+			*(sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "--site", frappe.local.site),
+			*("serve", "--port", str(port), "--noreload"),
+		],
+		cwd=frappe.local.sites_path,
+		stdout=subprocess.DEVNULL,
+		stderr=subprocess.DEVNULL,
+	)
+	base = f"http://127.0.0.1:{port}"
+	deadline = time.monotonic() + 60
+	while time.monotonic() < deadline:
+		try:
+			requests.get(f"{base}/api/method/ping", timeout=2)
+			return server, base
+		except requests.ConnectionError:
+			time.sleep(0.3)
+	server.kill()
+	raise RuntimeError("the dev server did not start within 60 s")
 
 
 def set_cdn_settings(**values) -> None:
