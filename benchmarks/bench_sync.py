@@ -35,9 +35,7 @@ if __package__ in (None, ""):
 	sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import boto3
-from botocore.config import Config
-from s3_helpers import MotoServer
+from s3_helpers import MotoServer, raw_client
 
 from benchmarks.common import RESULTS_DIR, filesystem_of, markdown_table, write_results
 from memora_storage.utils import canonical
@@ -93,14 +91,7 @@ def config(server: MotoServer, bucket: str, workers: int) -> S3Config:
 
 
 def create_bucket(server: MotoServer, name: str) -> None:
-	boto3.session.Session().client(
-		"s3",
-		endpoint_url=server.url,
-		region_name="us-east-1",
-		aws_access_key_id=ACCESS_KEY,
-		aws_secret_access_key=SECRET_KEY,
-		config=Config(s3={"addressing_style": "path"}),
-	).create_bucket(Bucket=name)
+	raw_client(server.url, ACCESS_KEY, SECRET_KEY).create_bucket(Bucket=name)
 
 
 def rclone(server: MotoServer, workers: int, *args: str) -> subprocess.CompletedProcess:

@@ -4,9 +4,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
+import s3_helpers
 from s3_helpers import FaultProxy, MotoServer
 
 from memora_storage.utils import canonical
@@ -45,15 +44,8 @@ def make_config(endpoint_url: str, bucket: str, **overrides) -> S3Config:
 def raw_client(
 	endpoint_url: str, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, service: str = "s3"
 ):
-	"""A plain boto3 client for arranging and inspecting state behind the code under test."""
-	return boto3.session.Session().client(
-		service,
-		endpoint_url=endpoint_url,
-		region_name="us-east-1",
-		aws_access_key_id=access_key,
-		aws_secret_access_key=secret_key,
-		config=Config(s3={"addressing_style": "path"}),
-	)
+	"""A plain boto3 client with the test keys, for arranging and inspecting the bucket."""
+	return s3_helpers.raw_client(endpoint_url, access_key, secret_key, service)
 
 
 @pytest.fixture

@@ -27,9 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config
-from s3_helpers import MotoServer
+from s3_helpers import MotoServer, raw_client
 
 from memora_storage.tests.nginx import Nginx
 from memora_storage.utils import canonical, paths
@@ -73,14 +71,7 @@ class CrashableEndpoint(MotoServer):
 		return self
 
 	def create_bucket(self, name: str) -> None:
-		boto3.session.Session().client(
-			"s3",
-			endpoint_url=self.url,
-			region_name="us-east-1",
-			aws_access_key_id=ACCESS_KEY,
-			aws_secret_access_key=SECRET_KEY,
-			config=Config(s3={"addressing_style": "path"}),
-		).create_bucket(Bucket=name)
+		raw_client(self.url, ACCESS_KEY, SECRET_KEY).create_bucket(Bucket=name)
 
 	def kill(self) -> None:
 		self._process.kill()

@@ -16,6 +16,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import boto3
+from botocore.config import Config
+
 HOST = "127.0.0.1"
 
 
@@ -23,6 +26,18 @@ def free_port() -> int:
 	with socket.socket() as s:
 		s.bind((HOST, 0))
 		return s.getsockname()[1]
+
+
+def raw_client(endpoint_url: str, access_key: str, secret_key: str, service: str = "s3"):
+	"""A plain boto3 client for arranging and inspecting state behind the code under test."""
+	return boto3.session.Session().client(
+		service,
+		endpoint_url=endpoint_url,
+		region_name="us-east-1",
+		aws_access_key_id=access_key,
+		aws_secret_access_key=secret_key,
+		config=Config(s3={"addressing_style": "path"}),
+	)
 
 
 class MotoServer:
