@@ -104,10 +104,7 @@ class TestApiOverHttp(ContentTestCase):
 		_plan, _subject, units = self.make_tree()
 		path = f"units/{units[0].name}.json"
 		first = self.store.read(path)
-		units[0].reload()
-		units[0].body = "second"
-		units[0].save()
-		frappe.db.commit()
+		self.edit(units[0], body="second")
 		session = requests.Session()
 		login = session.post(f"{self.base}/api/method/login", data=_system_manager(), timeout=10)
 		self.assertEqual(login.status_code, 200, login.text)

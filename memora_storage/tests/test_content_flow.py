@@ -49,20 +49,14 @@ class TestContentFlow(ContentTestCase):
 		_plan, _subject, units = self.make_tree()
 		path = f"units/{units[0].name}.json"
 		before = self.store.read(path)
-		units[0].reload()
-		units[0].body = "changed"
-		units[0].save()
-		frappe.db.commit()
+		self.edit(units[0], body="changed")
 		self.assertEqual(self.read_json(path)["body"], "changed")
 		self.assertEqual(prev_path(resolve(self.store.root, path)).read_bytes(), before)
 
 	def test_delete_removes_file_and_prev_and_rerenders_parent(self):
 		plan, subject, units = self.make_tree()
 		path = f"units/{units[1].name}.json"
-		units[1].reload()
-		units[1].body = "second version"
-		units[1].save()
-		frappe.db.commit()
+		self.edit(units[1], body="second version")
 		self.assertTrue(prev_path(resolve(self.store.root, path)).exists())
 
 		frappe.delete_doc("Unit", units[1].name)
@@ -105,10 +99,7 @@ class TestContentFlow(ContentTestCase):
 	def test_subject_moved_to_another_plan(self):
 		plan, subject, _units = self.make_tree()
 		other = self.make("Plan", f"other-{self.tag}")
-		subject.reload()
-		subject.plan = other.name
-		subject.save()
-		frappe.db.commit()
+		self.edit(subject, plan=other.name)
 		self.assertFalse(self.store.exists(f"plans/{plan.name}/subjects/{subject.name}.json"))
 		self.assertTrue(self.store.exists(f"plans/{other.name}/subjects/{subject.name}.json"))
 		self.assertEqual(self.read_json(f"plans/{plan.name}/manifest.json")["subjects"], [])
@@ -155,10 +146,7 @@ class TestContentFlow(ContentTestCase):
 		mode = units_dir.stat().st_mode
 		os.chmod(units_dir, stat.S_IRUSR | stat.S_IXUSR)
 		try:
-			units[0].reload()
-			units[0].body = "written while read-only"
-			units[0].save()
-			frappe.db.commit()  # the save itself succeeds
+			self.edit(units[0], body="written while read-only")  # the save itself succeeds
 			self.assertEqual(self.store.read(path), before)
 			row = frappe.get_doc("Content File", content_files.row_name(path))
 			self.assertEqual(row.local_status, "Pending")
@@ -181,10 +169,7 @@ class TestContentFlow(ContentTestCase):
 		path = f"units/{units[0].name}.json"
 		before = self.store.read(path)
 		set_cdn_settings(min_free_disk_percent=99.99)  # the real free space is below this on any disk here
-		units[0].reload()
-		units[0].body = "saved while the disk is low"
-		units[0].save()
-		frappe.db.commit()
+		self.edit(units[0], body="saved while the disk is low")
 		self.assertEqual(self.store.read(path), before)
 		row = frappe.get_doc("Content File", content_files.row_name(path))
 		self.assertEqual(row.local_status, "Pending")

@@ -83,10 +83,7 @@ class TestDiskGuard(ContentTestCase):
 		set_cdn_settings(min_free_disk_percent=ABOVE_REAL_FREE)
 		self.assertEqual(check_disk_space(), "low")
 
-		units[0].reload()
-		units[0].body = "saved while the disk is low"
-		units[0].save()
-		frappe.db.commit()  # the save succeeds
+		self.edit(units[0], body="saved while the disk is low")  # the save succeeds
 
 		self.assertEqual(self.store.read(path), before)  # the old file, intact
 		row = frappe.get_doc(content_files.DOCTYPE, content_files.row_name(path))

@@ -155,6 +155,13 @@ class ContentTestCase(FrappeTestCase):
 			frappe.db.commit()
 		return doc
 
+	def edit(self, doc, **values) -> None:
+		"""Change a saved document as a user would (fresh copy, save) and commit, so its files follow."""
+		doc.reload()
+		doc.update(values)
+		doc.save()
+		frappe.db.commit()
+
 	def make_tree(self):
 		"""One Plan with one Subject holding two Units, committed."""
 		plan = self.make("Plan", f"plan-{self.tag}", commit=False)
