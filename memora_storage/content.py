@@ -63,9 +63,16 @@ def get_content_map() -> dict[str, ContentType]:
 	return content_map
 
 
-def path_of(content_type: ContentType, doc) -> str:
-	"""The content path of a document or a row carrying the fields its path rule names."""
-	return paths.render_path(content_type.path, {name: doc.get(name) for name in content_type.path_fields})
+def path_of(content_type: ContentType, doc) -> str | None:
+	"""The content path of a document or a row carrying the fields its path rule names.
+
+	None while a field of the rule other than the name is empty (a Subject without a Plan): such a
+	document has no place on disk until it is filled. Unsafe values raise InvalidPathError.
+	"""
+	values = {name: doc.get(name) for name in content_type.path_fields}
+	if any(not value for name, value in values.items() if name != "name"):
+		return None
+	return paths.render_path(content_type.path, values)
 
 
 def folder_of(content_type: ContentType, name: str) -> str | None:
@@ -121,10 +128,9 @@ def serialize(doc: Document, ctx: RenderContext) -> dict:
 	return data
 
 
-def render(doc: Document, ctx: RenderContext) -> tuple[str, bytes]:
-	"""The path and exact bytes of a document's file."""
-	content_type = ctx.content_map[doc.doctype]
-	return path_of(content_type, doc), canonical.dumps(frappe.get_attr(content_type.serializer)(doc, ctx))
+def render(doc: Document, ctx: RenderContext) -> bytes:
+	"""The exact bytes of a document's file."""
+	return canonical.dumps(frappe.get_attr(ctx.content_map[doc.doctype].serializer)(doc, ctx))
 
 
 def new_context() -> RenderContext:
@@ -132,8 +138,15 @@ def new_context() -> RenderContext:
 
 
 def write_document(doc: Document, ctx: RenderContext, store: ContentStore) -> bool:
-	"""Render and write one document's file and record it; False (logged, row Pending) on failure."""
-	path, data = render(doc, ctx)
+	"""Render and write one document's file and record it; False (logged, row marked) on failure."""
+	path = path_of(ctx.content_map[doc.doctype], doc)
+	if path is None:
+		return True
+	try:
+		data = render(doc, ctx)
+	except Exception as e:  # a serialiser's bug must not keep the other files of the commit from disk
+		content_files.record_render_failure(path, doc.doctype, doc.name, e)
+		return False
 	try:
 		result = store.write(path, data)
 	except FileOperationError as e:
@@ -196,7 +209,7 @@ def on_update(doc: Document, method: str | None = None) -> None:
 	before = doc.get_doc_before_save()
 	if before:
 		old_path = path_of(content_type, before)
-		if old_path != path_of(content_type, doc):
+		if old_path and old_path != path_of(content_type, doc):
 			pending.removals[old_path] = False
 		_queue_parent(pending, content_type, before)
 
@@ -207,7 +220,8 @@ def on_trash(doc: Document, method: str | None = None) -> None:
 	if not content_type:
 		return
 	pending = _pending()
-	pending.removals[path_of(content_type, doc)] = False
+	if path := path_of(content_type, doc):
+		pending.removals[path] = False
 	if folder := folder_of(content_type, doc.name):
 		pending.removals[folder] = True
 	pending.renders.pop((doc.doctype, doc.name), None)
@@ -220,8 +234,8 @@ def after_rename(doc: Document, method: str | None, old: str, new: str, merge: b
 	if not content_type:
 		return
 	pending = _pending()
-	old_doc = frappe._dict(doc.as_dict(), name=old)
-	pending.removals[path_of(content_type, old_doc)] = False
+	if old_path := path_of(content_type, frappe._dict(doc.as_dict(), name=old)):
+		pending.removals[old_path] = False
 	if folder := folder_of(content_type, old):
 		pending.removals[folder] = True
 	pending.renders[(doc.doctype, new)] = None

@@ -126,6 +126,27 @@ def record_failure(path: str, doctype: str | None, name: str | None, error: File
 		)
 
 
+def record_render_failure(path: str, doctype: str, name: str, error: Exception) -> None:
+	"""A document whose serialiser failed: its row is Failed (a code fix, then Rebuild, is needed), logged once."""
+	row = _locked_row(path)
+	_upsert(
+		path,
+		row,
+		{
+			"reference_doctype": doctype,
+			"reference_name": name,
+			"local_status": "Failed",
+			"local_error": str(error)[:1000],
+		},
+	)
+	if not row or row.local_status != "Failed":
+		frappe.log_error(
+			title=_("Memora Storage: could not render {0}").format(path)[:140],
+			reference_doctype=doctype,
+			reference_name=name,
+		)
+
+
 def record_removal(path: str, is_folder: bool) -> None:
 	"""Mark the row(s) of a removed file or folder Deleted and queue the delete on the CDN."""
 	if is_folder:

@@ -193,7 +193,7 @@ class ExpectedRecords:
 			yield from query.run(as_list=True, as_iterator=True)
 
 	def _renderer(self, doctype: str, name: str):
-		return lambda: content.render(frappe.get_doc(doctype, name), self.ctx)[1]
+		return lambda: content.render(frappe.get_doc(doctype, name), self.ctx)
 
 
 def last_scan_start() -> datetime.datetime | None:

@@ -41,15 +41,8 @@ def retry_pending_writes() -> int:
 	for row in rows:
 		try:
 			written += _retry(row, ctx, store)
-		except Exception as e:  # one document that cannot be rendered must not hold up the others
-			frappe.log_error(
-				title=_("Memora Storage: could not render {0}").format(row.path)[:140],
-				reference_doctype=row.reference_doctype,
-				reference_name=row.reference_name,
-			)
-			frappe.db.set_value(
-				content_files.DOCTYPE, row.name, {"local_status": "Failed", "local_error": str(e)[:1000]}
-			)
+		except Exception as e:  # one document that cannot be handled must not hold up the others
+			content_files.record_render_failure(row.path, row.reference_doctype, row.reference_name, e)
 	frappe.db.commit()
 	return written
 

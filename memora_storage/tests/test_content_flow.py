@@ -2,10 +2,11 @@
 
 import os
 import stat
+from unittest.mock import patch
 
 import frappe
 
-from memora_storage import content_files
+from memora_storage import content, content_files
 from memora_storage.tasks import retry_pending_writes
 from memora_storage.tests.utils import ContentTestCase, set_cdn_settings
 from memora_storage.utils.paths import content_root, prev_path, resolve
@@ -179,3 +180,39 @@ class TestContentFlow(ContentTestCase):
 		set_cdn_settings(min_free_disk_percent=0)
 		self.assertGreaterEqual(retry_pending_writes(), 1)
 		self.assertEqual(self.read_json(path)["body"], "saved while the disk is low")
+
+	def test_a_failing_serialiser_keeps_no_other_file_from_disk(self):
+		"""One document whose serialiser raises: logged and marked Failed; the rest of the commit is written."""
+		_plan, _subject, units = self.make_tree()
+		broken, fine = units
+		real = content.serialize
+
+		def serialize(doc, ctx):
+			if doc.name == broken.name:
+				raise RuntimeError("serialiser bug")
+			return real(doc, ctx)
+
+		with patch("memora_storage.content.serialize", serialize):
+			broken.reload()
+			broken.body = "never rendered"
+			broken.save()
+			fine.reload()
+			fine.body = "rendered"
+			fine.save()
+			frappe.db.commit()
+		self.assertEqual(self.read_json(f"units/{fine.name}.json")["body"], "rendered")
+		self.assertEqual(self.read_json(f"units/{broken.name}.json")["body"], "body 1")  # old file intact
+		row = frappe.get_doc("Content File", content_files.row_name(f"units/{broken.name}.json"))
+		self.assertEqual((row.local_status, row.local_error), ("Failed", "serialiser bug"))
+		self.assertTrue(
+			frappe.db.exists(
+				"Error Log", {"reference_name": broken.name, "method": ["like", "%could not render%"]}
+			)
+		)
+
+	def test_a_document_without_its_parent_has_no_path_yet(self):
+		subject_type = content.get_content_map()["Subject"]
+		self.assertIsNone(content.path_of(subject_type, frappe._dict(name="S1", plan=None)))
+		self.assertEqual(
+			content.path_of(subject_type, frappe._dict(name="S1", plan="P1")), "plans/P1/subjects/S1.json"
+		)
