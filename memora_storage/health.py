@@ -166,6 +166,8 @@ class ExpectedRecords:
 				values = dict(zip(fields, row, strict=True))
 				path_values = {key: "" if values[key] is None else str(values[key]) for key in fields[2:]}
 				path_values["name"] = str(values["name"])
+				if not all(path_values.values()):
+					continue  # no place on disk until its parent is set (content.path_of)
 				if any("/" in value for value in path_values.values()):
 					self.refused.append(
 						frappe._dict(
