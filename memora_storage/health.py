@@ -117,7 +117,7 @@ def run(full: bool = False, scope: str = "Manual") -> "frappe.Document":
 		invalid_count=counts["invalid"],
 		regenerated_count=regenerated_count,
 		disk_free_percent=status.free_percent,
-		disk_status="Low" if status.is_low(min_free) else "OK",
+		disk_status="Low" if status.is_low(min_free) else "Healthy",
 	)
 	_log(saved, found, pending)
 	frappe.db.commit()

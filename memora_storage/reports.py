@@ -28,7 +28,7 @@ def save_report(scope: str, problems: Iterable[Problem], summary: str, **values)
 			"doctype": DOCTYPE,
 			"scope": scope,
 			"checked_at": values.pop("checked_at", None) or now_datetime(),
-			"status": values.pop("status", None) or ("Problems Found" if problems else "OK"),
+			"status": values.pop("status", None) or ("Problems Found" if problems else "Healthy"),
 			"summary": summary,
 			"issues_truncated": len(problems) > MAX_LISTED,
 			"issues": [vars(problem) for problem in problems[:MAX_LISTED]],

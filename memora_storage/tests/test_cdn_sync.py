@@ -171,7 +171,7 @@ class TestCdnSync(ContentTestCase):
 		# Other content of the site (the demo, say) has no rows here: a first resync sends it too.
 		cdn_sync.resync(cdn_sync.verify_bucket())
 		self.sync_all()
-		self.assertEqual(cdn_sync.verify_bucket().status, "OK")
+		self.assertEqual(cdn_sync.verify_bucket().status, "Healthy")
 		missing, changed = f"units/{units[0].name}.json", f"units/{units[1].name}.json"
 		self.s3.delete_object(Bucket=self.bucket, Key=f"content/{missing}")
 		self.s3.put_object(Bucket=self.bucket, Key=f"content/{changed}", Body=b'{"tampered": true}\n')

@@ -162,7 +162,7 @@ class TestHealthScan(HealthTestCase):
 		self.assertGreaterEqual(report.orphaned_count, 3)
 		self.assertGreaterEqual(report.expected_count, 9)
 		self.assertEqual(report.regenerated_count, 0)
-		self.assertEqual(report.disk_status, "OK")
+		self.assertEqual(report.disk_status, "Healthy")
 		self.assertGreater(report.disk_free_percent, 0)
 		for path in missing:  # nothing was written: regeneration is off
 			self.assertFalse(self.file(path).exists())

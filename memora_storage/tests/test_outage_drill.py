@@ -107,7 +107,7 @@ class TestOutageDrill(ContentTestCase):
 		self.assertEqual(self.sync_due()["synced"], 2 + 6 + 24)
 		cdn_sync.resync(cdn_sync.verify_bucket())
 		self.sync_due()
-		self.assertEqual(cdn_sync.verify_bucket().status, "OK")
+		self.assertEqual(cdn_sync.verify_bucket().status, "Healthy")
 
 		# 2. The endpoint becomes unreachable; documents keep changing and every change waits as a row.
 		self.use_endpoint(closed_port_url())
@@ -193,7 +193,7 @@ class TestOutageDrill(ContentTestCase):
 		)
 		for row in frappe.get_all("Content File", fields=["path", "sha256", "synced_sha256"]):
 			self.assertEqual(row.synced_sha256, row.sha256, row.path)
-		self.assertEqual(cdn_sync.verify_bucket().status, "OK")
+		self.assertEqual(cdn_sync.verify_bucket().status, "Healthy")
 
 	def direct_bucket(self) -> CdnBucket:
 		"""The bucket reached directly, behind the back of the unreachable settings."""
