@@ -2,18 +2,20 @@
 
 `get_content_url` is the global resolver of FR-006: import it in Python
 (`from memora_storage.api import get_content_url`), call it in Jinja, or GET
-`/api/method/memora_storage.api.get_content_url?path=units/U1.json` without logging in.
+`/api/method/memora_storage.api.get_content_url?path=units/U1.json` without logging in. Only the
+HTTP calls are rate-limited: a page that renders a thousand URLs with the Jinja helper is one view.
 """
 
+import functools
 import json
+from collections.abc import Callable
 
 import frappe
 from frappe import _
 from frappe.rate_limiter import rate_limit
 
-from memora_storage import cdn_sync, content_files, disk_guard, health, reports, settings
+from memora_storage import cdn_sync, content, content_files, delivery, disk_guard, jobs, health, reports, settings
 from memora_storage.utils import paths
-from memora_storage.utils.resolver import get_content_url as resolve_url
 from memora_storage.utils.store import FileOperationError
 
 MAX_BATCH = 1000
@@ -23,24 +25,46 @@ class InvalidContentPath(frappe.ValidationError):
 	http_status_code = 400
 
 
-def _resolve(path: str, url_settings) -> str:
+def http_rate_limit(limit: int, seconds: int) -> Callable:
+	"""Frappe's rate limit, counted only when the function is the endpoint this request calls.
+
+	`frappe.rate_limiter.rate_limit` counts every call made during a request, so a Python or Jinja
+	caller rendering many URLs would hit HTTP 429 on a busy page.
+	"""
+
+	def decorator(fn: Callable) -> Callable:
+		limited = rate_limit(limit=limit, seconds=seconds)(fn)
+		endpoint = f"{fn.__module__}.{fn.__name__}"
+
+		@functools.wraps(fn)
+		def wrapper(*args, **kwargs):
+			if frappe.request and frappe.form_dict.cmd == endpoint:
+				return limited(*args, **kwargs)
+			return fn(*args, **kwargs)
+
+		return wrapper
+
+	return decorator
+
+
+def _resolve(paths_: list[str]) -> dict[str, str]:
 	try:
-		return resolve_url(path, url_settings)
+		return delivery.get_content_urls(paths_)
 	except paths.InvalidPathError as e:
 		frappe.throw(_("Invalid content path: {0}").format(e), InvalidContentPath, title=_("Invalid path"))
 
 
 @frappe.whitelist(allow_guest=True, methods=["GET"])
-@rate_limit(limit=1200, seconds=60)
+@http_rate_limit(limit=1200, seconds=60)
 def get_content_url(path: str) -> str:
-	"""The URL of a content path, on the CDN or on this server as CDN Settings say right now."""
-	return _resolve(path, settings.url_settings())
+	"""The URL of a content path: the CDN only while it holds the path's current version, else this server."""
+	return _resolve([path])[path]
 
 
 @frappe.whitelist(allow_guest=True, methods=["GET", "POST"])
-@rate_limit(limit=120, seconds=60)
+@http_rate_limit(limit=120, seconds=60)
 def get_content_urls(paths: str | list[str]) -> dict[str, str]:
-	"""URLs for up to 1,000 paths at once, all resolved from one settings snapshot."""
+	"""URLs for up to 1,000 paths at once, from one settings snapshot and one Redis round trip."""
 	if isinstance(paths, str):
 		try:
 			paths = json.loads(paths)
@@ -52,8 +76,7 @@ def get_content_urls(paths: str | list[str]) -> dict[str, str]:
 		frappe.throw(
 			_("At most {0} paths per call, got {1}").format(MAX_BATCH, len(paths)), InvalidContentPath
 		)
-	url_settings = settings.url_settings()
-	return {path: _resolve(path, url_settings) for path in paths}
+	return _resolve(paths)
 
 
 @frappe.whitelist(methods=["POST"])
@@ -62,6 +85,7 @@ def rollback(path: str) -> dict:
 	frappe.only_for("System Manager")
 	try:
 		paths.validate_relpath(path)
+		delivery.mark_local(path)  # the CDN keeps the version being replaced until the upload lands
 		result = settings.content_store().rollback(path)
 	except paths.InvalidPathError as e:
 		frappe.throw(_("Invalid content path: {0}").format(e), InvalidContentPath)
@@ -78,12 +102,13 @@ def rollback(path: str) -> dict:
 		frappe.db.get_value(
 			content_files.DOCTYPE,
 			content_files.row_name(path),
-			["reference_doctype", "reference_name"],
+			["reference_doctype", "reference_name", "parent_path"],
 			as_dict=True,
 		)
 		or frappe._dict()
 	)
-	content_files.record_write(result, row.reference_doctype, row.reference_name)
+	if content_files.record_write(result, row.reference_doctype, row.reference_name, row.parent_path):
+		content.write_parents([row.parent_path] if row.parent_path else [])
 	frappe.msgprint(_("{0} rolled back to its previous version.").format(frappe.bold(path)), alert=True)
 	return {"path": result.path, "sha256": result.sha256, "size": result.size}
 
@@ -92,9 +117,7 @@ def rollback(path: str) -> dict:
 def rebuild_all() -> None:
 	"""Queue a re-render of every content file (e.g. after restoring a backup)."""
 	frappe.only_for("System Manager")
-	from memora_storage.tasks import enqueue_relink
-
-	enqueue_relink()
+	frappe.db.after_commit.add(jobs.request_relink)
 	frappe.msgprint(_("All content files are being rebuilt in the background."), alert=True)
 
 

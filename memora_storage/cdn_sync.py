@@ -17,20 +17,20 @@ import frappe
 from frappe import _
 from frappe.utils import add_to_date, now_datetime
 
-from memora_storage import alerts, content_files, reports, settings
+from memora_storage import alerts, content, content_files, delivery, jobs, reports, settings
 from memora_storage.utils import backoff, canonical
-from memora_storage.utils.s3 import CdnBucket, CdnError, ProbeResult, S3Config
+from memora_storage.utils.s3 import CdnBucket, ProbeResult, S3Config
 from memora_storage.utils.store import WriteResult
 from memora_storage.utils.uploader import Uploader
 from memora_storage.utils.verify import verify
 
 DOCTYPE = content_files.DOCTYPE
-BATCH_SIZE = 100  # rows per job: uploaded concurrently over the bucket's connection pool
-DISPATCH_LIMIT = 5000  # rows queued per dispatcher pass
-STUCK_AFTER_MINUTES = 15  # a Syncing row this old lost its worker (the short queue times out at 5)
-_ROW_FIELDS = ["name", "path", "sync_operation", "sha256", "sync_claim"]
-
-
+# Rows claimed per drain pass and sent concurrently over the bucket's connection pool: small enough
+# that a pass against a hanging endpoint (2 tries of 15 s per request) ends well within the job's time.
+PASS_LIMIT = 256
+TIME_BUDGET_S = 600  # a drain then hands over to a fresh job (the long queue's timeout is 1,500 s)
+STUCK_AFTER_MINUTES = 15  # a Syncing row this old lost its worker
+_ROW_FIELDS = ["name", "path", "parent_path", "sync_operation", "sha256", "sync_claim"]
 def s3_config(require_enabled: bool = True) -> S3Config | None:
 	"""The bucket settings, or None while Enable CDN is off (rows then wait as Pending, nothing lost)."""
 	doc = frappe.get_single("CDN Settings")
@@ -63,97 +63,173 @@ def get_bucket(require_enabled: bool = True) -> CdnBucket | None:
 	return _bucket(config) if config else None
 
 
-def enqueue(names: list[str]) -> None:
-	"""Queue a sync of these rows once the current transaction commits (deduplicated per row set)."""
-	if not names or not settings.get_settings()["enable_cdn"]:
-		return
-	frappe.enqueue(
-		"memora_storage.tasks.sync_rows",
-		queue="short",
-		job_id=f"memora_storage:sync:{names[0]}:{len(names)}",
-		deduplicate=True,
-		enqueue_after_commit=True,
-		names=names,
-	)
+def drain(now: datetime.datetime | None = None) -> dict[str, int]:
+	"""Queued (`jobs.request_drain`): pass after pass, send what is due until nothing is, then end.
 
-
-def sync_rows(names: list[str], now: datetime.datetime | None = None) -> dict[str, int]:
-	"""Upload or delete the due rows among `names`; returns counts by outcome."""
+	The request flag is cleared before the first pass, so a write that lands after the last pass
+	looked (the race at the end) has queued the next drain already. Between passes the drain hands
+	over to a fresh job when a relink is waiting (it is queued at the front), or when its time is up.
+	"""
+	jobs.started(jobs.DRAIN)
+	totals = dict.fromkeys(("claimed", "synced", "retry", "failed", "requeued", "rendered"), 0)
 	bucket = get_bucket()
-	counts = {"synced": 0, "retry": 0, "failed": 0, "requeued": 0}
 	if not bucket:
-		return counts
+		return totals
+	deadline = time.monotonic() + TIME_BUDGET_S
+	frappe.flags.memora_drain_requested = True  # what this job writes, its own next pass sends
+	try:
+		while True:
+			in_worker = bool(getattr(frappe.local, "job", None))  # else there is no queue to hand over to
+			if in_worker and (jobs.is_requested(jobs.RELINK) or time.monotonic() > deadline):
+				jobs.request(jobs.DRAIN)
+				break
+			counts = run_pass(bucket, now)
+			for key, value in counts.items():
+				totals[key] += value
+			if not counts["claimed"] and not counts["rendered"]:
+				break
+	finally:
+		frappe.flags.memora_drain_requested = False
+	return totals
+
+
+def run_pass(bucket: CdnBucket, now: datetime.datetime | None = None) -> dict[str, int]:
+	"""Claim the due rows that may go now, send them, record the outcomes, then re-render the
+	files listing what landed (each once), so their links move to the CDN in the next pass."""
+	counts = dict.fromkeys(("claimed", "synced", "retry", "failed", "requeued", "rendered"), 0)
 	now = now or now_datetime()
-	rows = _claim(names, now)
+	rows = _claim(_ready(_due(now)), now)
 	if not rows:
 		return counts
+	counts["claimed"] = len(rows)
 	uploader = Uploader(settings.content_store(), bucket)
-	uploads = {
-		r.path: r for r in uploader.upload_many([row.path for row in rows if row.sync_operation == "Upload"])
-	}
-	requeue = []
-	for row in rows:
-		if row.sync_operation == "Upload":
-			sent, error = uploads[row.path].sha256, uploads[row.path].error
-		else:
-			sent, error = None, _delete(bucket, row.path)
-		outcome = _finish(row, sent, error, now)
-		counts[outcome] += 1
-		if outcome == "requeued":
-			requeue.append(row.name)
+	sent = {r.path: r for r in uploader.upload_many([row.path for row in rows if row.sync_operation == "Upload"])}
+	deleted = bucket.delete_many([row.path for row in rows if row.sync_operation == "Delete"])
+	outcomes = _finish(
+		rows,
+		{
+			row.path: (sent[row.path].sha256, sent[row.path].error)
+			if row.sync_operation == "Upload"
+			else (None, deleted[row.path])
+			for row in rows
+		},
+		now,
+	)
 	frappe.db.commit()
-	enqueue(requeue)
+	landed = {row.path: row.sha256 for row in rows if outcomes[row.name] == "synced" and row.sync_operation == "Upload"}
+	delivery.promote(landed)
+	delivery.forget(row.path for row in rows if outcomes[row.name] == "synced" and row.sync_operation == "Delete")
+	for outcome in outcomes.values():
+		counts[outcome] += 1
+	counts["rendered"] = content.write_parents(
+		row.parent_path for row in rows if row.path in landed and row.parent_path
+	)
+	frappe.db.commit()
 	return counts
 
 
-def _claim(names: list[str], now: datetime.datetime) -> list[frappe._dict]:
+def _due(now: datetime.datetime) -> list[frappe._dict]:
+	return frappe.get_all(
+		DOCTYPE,
+		filters={"sync_status": "Pending", "next_attempt_at": ["<=", now]},
+		fields=_ROW_FIELDS,
+		order_by="next_attempt_at asc",
+		limit=PASS_LIMIT,
+	)
+
+
+def _ready(due: list[frappe._dict]) -> list[frappe._dict]:
+	"""The due rows that may go now: children before the files that list them, and a deleted file
+	only once the file that listed it has reached the CDN without it."""
+	listing = {row.parent_path for row in due if row.parent_path and row.sync_operation == "Upload"}
+	parents = {row.parent_path for row in due if row.parent_path and row.sync_operation == "Delete"}
+	in_flight = set()
+	if parents:
+		in_flight = set(
+			frappe.get_all(
+				DOCTYPE,
+				filters={
+					"name": ["in", [content_files.row_name(path) for path in parents]],
+					"sync_status": ["in", ["Pending", "Syncing"]],
+				},
+				pluck="path",
+			)
+		)
+	return [
+		row
+		for row in due
+		if not (row.sync_operation == "Upload" and row.path in listing)
+		and not (row.sync_operation == "Delete" and row.parent_path in in_flight)
+	]
+
+
+def _claim(rows: list[frappe._dict], now: datetime.datetime) -> list[frappe._dict]:
+	if not rows:
+		return []
 	token = uuid.uuid4().hex
 	frappe.db.sql(
 		"""update `tabContent File` set sync_status='Syncing', sync_claim=%(token)s, modified=%(modified)s
 		where name in %(names)s and sync_status='Pending' and next_attempt_at <= %(now)s""",
-		{"token": token, "names": tuple(names), "now": now, "modified": now_datetime()},
+		{"token": token, "names": tuple(row.name for row in rows), "now": now, "modified": now_datetime()},
 	)
 	frappe.db.commit()
-	return frappe.get_all(
-		DOCTYPE, filters={"sync_claim": token, "sync_status": "Syncing"}, fields=_ROW_FIELDS
-	)
+	return frappe.get_all(DOCTYPE, filters={"sync_claim": token, "sync_status": "Syncing"}, fields=_ROW_FIELDS)
 
 
-def _delete(bucket: CdnBucket, path: str) -> CdnError | None:
-	try:
-		bucket.delete(path)
-	except CdnError as e:
-		return e
-	return None
-
-
-def _finish(row: frappe._dict, sent: str | None, error: Exception | None, now: datetime.datetime) -> str:
-	"""Record one row's outcome, unless it changed while we worked: then it is queued again at once."""
-	current = frappe.db.get_value(
-		DOCTYPE,
-		row.name,
-		["sync_operation", "sha256", "attempts", "first_failure_at", "sync_claim"],
-		as_dict=True,
-		for_update=True,
-	)
-	if not current or current.sync_claim != row.sync_claim:
-		return "requeued" if current else "synced"
-	changed = current.sync_operation != row.sync_operation or (
-		row.sync_operation == "Upload" and current.sha256 != sent
-	)
-	if changed and not error:
-		frappe.db.set_value(
-			DOCTYPE, row.name, {**content_files.sync_values(current.sync_operation, None), "sync_claim": None}
+def _finish(
+	rows: list[frappe._dict], results: dict[str, tuple[str | None, Exception | None]], now: datetime.datetime
+) -> dict[str, str]:
+	"""Record each claimed row's outcome in a few statements; a row that changed while we worked
+	(a new version, a delete) is queued again at once, so the CDN never ends on an older version."""
+	current = {
+		row.name: row
+		for row in frappe.db.sql(
+			"""select name, sync_operation, sha256, attempts, first_failure_at, sync_claim
+			from `tabContent File` where name in %(names)s for update""",
+			{"names": tuple(row.name for row in rows)},
+			as_dict=True,
 		)
-		return "requeued"
-	if not error:
-		if row.sync_operation == "Delete":
-			frappe.db.delete(DOCTYPE, {"name": row.name})
+	}
+	outcomes, synced, deleted, requeued = {}, [], [], {}
+	for row in rows:
+		now_row = current.get(row.name)
+		sent, error = results[row.path]
+		if not now_row or now_row.sync_claim != row.sync_claim:
+			outcomes[row.name] = "requeued"  # deleted, or freed as stuck and claimed anew
+			continue
+		changed = now_row.sync_operation != row.sync_operation or (
+			row.sync_operation == "Upload" and now_row.sha256 != sent
+		)
+		if changed and not error:
+			requeued.setdefault(now_row.sync_operation, []).append(row.name)
+			outcomes[row.name] = "requeued"
+		elif not error:
+			(deleted if row.sync_operation == "Delete" else synced).append(row.name)
+			outcomes[row.name] = "synced"
 		else:
-			frappe.db.set_value(DOCTYPE, row.name, _synced_values(sent))
-		return "synced"
-	attempts = (current.attempts or 0) + 1
-	first_failure = current.first_failure_at or now
+			outcomes[row.name] = _record_error(now_row, error, now)
+	if synced:
+		frappe.db.sql(
+			"""update `tabContent File` set sync_status='Synced', synced_sha256=sha256, last_synced_at=%(now)s,
+			attempts=0, next_attempt_at=null, first_failure_at=null, last_error=null, sync_claim=null
+			where name in %(names)s""",
+			{"names": tuple(synced), "now": now_datetime()},
+		)
+	if deleted:
+		frappe.db.delete(DOCTYPE, {"name": ["in", deleted]})
+	for operation, names in requeued.items():
+		frappe.db.set_value(
+			DOCTYPE,
+			{"name": ["in", names]},
+			{**content_files.sync_values(operation, None), "sync_claim": None},
+			update_modified=False,
+		)
+	return outcomes
+
+
+def _record_error(row: frappe._dict, error: Exception, now: datetime.datetime) -> str:
+	attempts = (row.attempts or 0) + 1
+	first_failure = row.first_failure_at or now
 	next_at = backoff.next_attempt_at(attempts, first_failure, now)
 	frappe.db.set_value(
 		DOCTYPE,
@@ -170,49 +246,21 @@ def _finish(row: frappe._dict, sent: str | None, error: Exception | None, now: d
 	return "failed" if next_at is None else "retry"
 
 
-def _synced_values(sha256: str) -> dict:
-	return {
-		"sync_status": "Synced",
-		"synced_sha256": sha256,
-		"last_synced_at": now_datetime(),
-		"attempts": 0,
-		"next_attempt_at": None,
-		"first_failure_at": None,
-		"last_error": None,
-		"sync_claim": None,
-	}
-
-
 def dispatch(now: datetime.datetime | None = None) -> int:
-	"""Every minute: free rows whose worker died, queue every due row, alert on newly failed ones."""
+	"""Every minute, the safety net: free rows whose worker died, ask for a drain while anything is
+	due (a drain lost with its worker is asked for again), alert on newly failed rows."""
 	now = now or now_datetime()
 	frappe.db.sql(
 		"""update `tabContent File` set sync_status='Pending', sync_claim=null
 		where sync_status='Syncing' and modified < %s""",
 		add_to_date(now_datetime(), minutes=-STUCK_AFTER_MINUTES),
 	)
-	queued = 0
-	if get_bucket():
-		due = frappe.get_all(
-			DOCTYPE,
-			filters={"sync_status": "Pending", "next_attempt_at": ["<=", now]},
-			pluck="name",
-			order_by="next_attempt_at asc",
-			limit=DISPATCH_LIMIT,
-		)
-		for start in range(0, len(due), BATCH_SIZE):
-			batch = due[start : start + BATCH_SIZE]
-			frappe.enqueue(
-				"memora_storage.tasks.sync_rows",
-				queue="short",
-				job_id=f"memora_storage:sync-batch:{batch[0]}",
-				deduplicate=True,
-				names=batch,
-			)
-		queued = len(due)
+	due = frappe.db.count(DOCTYPE, {"sync_status": "Pending", "next_attempt_at": ["<=", now]})
 	alert_failures()
 	frappe.db.commit()
-	return queued
+	if due and get_bucket():
+		jobs.request_drain()
+	return due
 
 
 def alert_failures() -> int:
@@ -251,13 +299,9 @@ def retry(names: Iterable[str]) -> int:
 	for name in names:
 		operation = frappe.db.get_value(DOCTYPE, name, "sync_operation", for_update=True) or "Upload"
 		frappe.db.set_value(DOCTYPE, name, {**content_files.sync_values(operation, None), "sync_claim": None})
-	enqueue_in_batches(names)
+	if names:
+		content_files.request_drain_after_commit()
 	return len(names)
-
-
-def enqueue_in_batches(names: list[str]) -> None:
-	for start in range(0, len(names), BATCH_SIZE):
-		enqueue(names[start : start + BATCH_SIZE])
 
 
 def verify_bucket() -> "frappe.Document":
@@ -323,7 +367,6 @@ def resync(report: "frappe.Document") -> int:
 			content_files.queue_upload(WriteResult(problem.path, canonical.sha256(data), len(data), False))
 		)
 	frappe.db.commit()
-	enqueue_in_batches(queued)
 	return len(queued)
 
 

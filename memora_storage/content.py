@@ -7,15 +7,18 @@ a write that fails (disk low, permission denied) is logged, marked Pending on it
 row, and retried every minute by `tasks.retry_pending_writes` until it succeeds.
 """
 
+import enum
 import string
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import frappe
 from frappe import _
 from frappe.model.document import Document
+from frappe.utils.caching import site_cache
 
-from memora_storage import content_files, settings
+from memora_storage import content_files, delivery, jobs, settings
 from memora_storage.utils import canonical, paths
 from memora_storage.utils.resolver import UrlSettings
 from memora_storage.utils.resolver import get_content_url as resolve_url
@@ -55,8 +58,12 @@ DEFAULT_CONTENT_MAP = {
 }
 
 
+@site_cache()
 def get_content_map() -> dict[str, ContentType]:
-	"""The defaults, passed through every `memora_content_map` hook (a function taking and returning the map)."""
+	"""The defaults, passed through every `memora_content_map` hook (a function taking and returning the map).
+
+	Kept per site and process (cleared with the cache): every document event of every DocType asks.
+	"""
 	content_map = dict(DEFAULT_CONTENT_MAP)
 	for hook in frappe.get_hooks("memora_content_map"):
 		content_map = frappe.get_attr(hook)(content_map)
@@ -79,6 +86,22 @@ def folder_of(content_type: ContentType, name: str) -> str | None:
 	return paths.render_path(content_type.folder, {"name": name}) if content_type.folder else None
 
 
+def parent_path_of(content_type: ContentType, doc) -> str | None:
+	"""The path of the file that lists this document (a Unit's Subject file), if any."""
+	parent_name = content_type.parent_doctype and doc.get(content_type.parent_field)
+	if not parent_name:
+		return None
+	parent_type = get_content_map()[content_type.parent_doctype]
+	fields = [name for name in parent_type.path_fields if name != "name"]
+	values = frappe.db.get_value(parent_type.doctype, parent_name, fields, as_dict=True) if fields else {}
+	if values is None:
+		return None
+	try:
+		return path_of(parent_type, frappe._dict(values, name=parent_name))
+	except paths.InvalidPathError:
+		return None
+
+
 @dataclass
 class RenderContext:
 	"""One settings snapshot per batch of files, so all their links point the same way."""
@@ -86,8 +109,14 @@ class RenderContext:
 	content_map: dict[str, ContentType]
 	url_settings: UrlSettings
 
-	def url(self, path: str) -> str:
-		return resolve_url(path, self.url_settings)
+	def urls(self, paths_: list[str]) -> list[str]:
+		"""Links to these paths: the CDN only for those whose current version it holds (one Redis call)."""
+		on_cdn = delivery.states_of(paths_) if self.url_settings.uses_cdn else [None] * len(paths_)
+		return [resolve_url(path, self.url_settings, state) for path, state in zip(paths_, on_cdn)]
+
+	def is_current(self) -> bool:
+		"""False once a settings save changed where URLs point since this snapshot was taken."""
+		return settings.url_settings() == self.url_settings
 
 	def children(self, doc: Document) -> dict[str, list[dict]]:
 		"""The entries a parent's file lists: each child's name, title and URL."""
@@ -104,13 +133,10 @@ class RenderContext:
 				fields=sorted(fields),
 				order_by=child.order_by,
 			)
+			urls = self.urls([path_of(child, row) for row in rows])
 			listed[child.list_key] = [
-				{
-					"name": row.name,
-					"title": row.get(title_field) if title_field else row.name,
-					"url": self.url(path_of(child, row)),
-				}
-				for row in rows
+				{"name": row.name, "title": row.get(title_field) if title_field else row.name, "url": url}
+				for row, url in zip(rows, urls)
 			]
 		return listed
 
@@ -137,23 +163,38 @@ def new_context() -> RenderContext:
 	return RenderContext(get_content_map(), settings.url_settings())
 
 
-def write_document(doc: Document, ctx: RenderContext, store: ContentStore) -> bool:
-	"""Render and write one document's file and record it; False (logged, row marked) on failure."""
-	path = path_of(ctx.content_map[doc.doctype], doc)
+class Outcome(enum.Enum):
+	WRITTEN = "written"
+	LEFT_CDN = "left_cdn"  # written, and its new version is not on the CDN: the files listing it follow
+	FAILED = "failed"  # logged, and the row marked for a retry
+
+
+def write_document(doc: Document, ctx: RenderContext, store: ContentStore) -> Outcome:
+	"""Render and write one document's file and record it."""
+	content_type = ctx.content_map[doc.doctype]
+	path = path_of(content_type, doc)
 	if path is None:
-		return True
+		return Outcome.WRITTEN
 	try:
 		data = render(doc, ctx)
 	except Exception as e:  # a serialiser's bug must not keep the other files of the commit from disk
 		content_files.record_render_failure(path, doc.doctype, doc.name, e)
-		return False
+		return Outcome.FAILED
+	# Clients are sent to this server before the file changes: the CDN still has the old bytes.
+	delivery.mark_local(path, canonical.sha256(data))
 	try:
 		result = store.write(path, data)
 	except FileOperationError as e:
 		content_files.record_failure(path, doc.doctype, doc.name, e)
-		return False
-	content_files.record_write(result, doc.doctype, doc.name)
-	return True
+		return Outcome.FAILED
+	left_cdn = content_files.record_write(result, doc.doctype, doc.name, parent_path_of(content_type, doc))
+	return Outcome.LEFT_CDN if left_cdn else Outcome.WRITTEN
+
+
+def parent_of(content_type: ContentType, doc) -> tuple[str, str] | None:
+	if content_type.parent_doctype and (parent := doc.get(content_type.parent_field)):
+		return content_type.parent_doctype, parent
+	return None
 
 
 # Document events -------------------------------------------------------------------------------
@@ -248,8 +289,8 @@ def after_rename(doc: Document, method: str | None, old: str, new: str, merge: b
 
 def _queue_parent(pending: _Pending, content_type: ContentType, doc) -> None:
 	"""The parent's file lists this document, so it is rendered again too."""
-	if content_type.parent_doctype and (parent := doc.get(content_type.parent_field)):
-		pending.renders[(content_type.parent_doctype, parent)] = None
+	if parent := parent_of(content_type, doc):
+		pending.renders[parent] = None
 
 
 def flush() -> None:
@@ -288,10 +329,46 @@ def apply(removals: dict[str, bool], renders: Iterable[tuple[str, str]]) -> bool
 			continue
 		content_files.record_removal(path, is_folder)
 	ctx = new_context()
-	for doctype, name in renders:
-		if frappe.db.exists(doctype, name):
-			failed |= not write_document(frappe.get_doc(doctype, name), ctx, store)
+	failed |= write_documents(renders, ctx, store)["failed"] > 0
 	return failed
+
+
+def write_documents(renders: Iterable[tuple[str, str]], ctx: RenderContext, store: ContentStore) -> dict[str, int]:
+	"""Write these documents' files, and again those of every file listing one that left the CDN.
+
+	A file whose new version is local only makes its parent link to it locally, and so up to the
+	manifest: whoever follows links from any file then reaches only versions that exist where the
+	link points. A settings save during the renders queues a relink, so the last settings win.
+	"""
+	counts = {"written": 0, "failed": 0}
+	todo = deque(dict.fromkeys(renders))
+	while todo:
+		doctype, name = todo.popleft()
+		if not frappe.db.exists(doctype, name):
+			continue
+		doc = frappe.get_doc(doctype, name)
+		outcome = write_document(doc, ctx, store)
+		counts["failed" if outcome is Outcome.FAILED else "written"] += 1
+		if outcome is Outcome.LEFT_CDN and (parent := parent_of(ctx.content_map[doctype], doc)):
+			if parent not in todo:
+				todo.append(parent)
+	if not ctx.is_current():
+		frappe.db.after_commit.add(jobs.request_relink)
+	return counts
+
+
+def write_parents(parent_paths: Iterable[str]) -> int:
+	"""Render the files that list children whose new versions just reached the CDN, once each."""
+	names = [content_files.row_name(path) for path in dict.fromkeys(parent_paths)]
+	if not names:
+		return 0
+	rows = frappe.get_all(
+		content_files.DOCTYPE,
+		filters={"name": ["in", names], "local_status": "Written"},
+		fields=["reference_doctype", "reference_name"],
+	)
+	renders = [(row.reference_doctype, row.reference_name) for row in rows if row.reference_doctype]
+	return write_documents(renders, new_context(), settings.content_store())["written"]
 
 
 def write_all(doctypes: Iterable[str] | None = None, commit_every: int = 500) -> dict[str, int]:
@@ -300,10 +377,10 @@ def write_all(doctypes: Iterable[str] | None = None, commit_every: int = 500) ->
 	store = settings.content_store()
 	counts = {"written": 0, "failed": 0}
 	for doctype in doctypes or ctx.content_map:
-		for index, name in enumerate(frappe.get_all(doctype, pluck="name", order_by="name asc"), 1):
-			ok = write_document(frappe.get_doc(doctype, name), ctx, store)
-			counts["written" if ok else "failed"] += 1
-			if index % commit_every == 0:
-				frappe.db.commit()
-	frappe.db.commit()
+		names = frappe.get_all(doctype, pluck="name", order_by="name asc")
+		for start in range(0, len(names), commit_every):
+			batch = [(doctype, name) for name in names[start : start + commit_every]]
+			for key, value in write_documents(batch, ctx, store).items():
+				counts[key] += value
+			frappe.db.commit()
 	return counts

@@ -3,7 +3,8 @@
 Every write, failure and removal lands here, so nothing the disk or the CDN missed is forgotten
 across restarts: a Pending local status is retried by the scheduler, and a Pending sync status is
 what the CDN upload queue works from. Rows are read FOR UPDATE and written with direct updates,
-so a save and a sync job that touch the same row at once serialise instead of failing.
+so a save and a sync job that touch the same row at once serialise instead of failing. Each change
+of a row's version is mirrored in the delivery hash (`delivery.py`) that the resolver reads.
 """
 
 import hashlib
@@ -12,6 +13,7 @@ import frappe
 from frappe import _
 from frappe.utils import now_datetime
 
+from memora_storage import delivery, jobs
 from memora_storage.utils.store import FileOperationError, WriteResult
 
 DOCTYPE = "Content File"
@@ -25,6 +27,7 @@ _FIELDS = (
 	"sync_status",
 	"synced_sha256",
 	"written_at",
+	"parent_path",
 )
 
 
@@ -63,14 +66,18 @@ def sync_values(operation: str, row: frappe._dict | None) -> dict:
 	}
 
 
-def _enqueue_sync(names: list[str]) -> None:
-	from memora_storage import cdn_sync  # imports this module
-
-	cdn_sync.enqueue(names)
+def _was_on_cdn(row: frappe._dict | None) -> bool:
+	return bool(row) and delivery.row_state(row.sync_status, row.sha256, row.synced_sha256, row.local_status)[0] == delivery.ON_CDN
 
 
-def record_write(result: WriteResult, doctype: str | None, name: str | None) -> None:
-	"""The file at `result.path` now holds these bytes; queue an upload unless the CDN has them already."""
+def record_write(
+	result: WriteResult, doctype: str | None, name: str | None, parent_path: str | None = None
+) -> bool:
+	"""The file at `result.path` now holds these bytes; queue an upload unless the CDN has them already.
+
+	Returns True when the path just left the CDN (its new version is local only): the files that
+	list it must then be rendered again so their links follow it.
+	"""
 	row = _locked_row(result.path)
 	values = {
 		"reference_doctype": doctype,
@@ -79,15 +86,18 @@ def record_write(result: WriteResult, doctype: str | None, name: str | None) -> 
 		"sha256": result.sha256,
 		"size": result.size,
 		"local_error": None,
+		"parent_path": parent_path,
 	}
 	if result.changed or not row or not row.written_at:
 		values["written_at"] = now_datetime()
-	on_cdn = row and row.sync_status == "Synced" and row.synced_sha256 == result.sha256
+	on_cdn = bool(row) and row.sync_status == "Synced" and row.synced_sha256 == result.sha256
 	if not on_cdn:
 		values.update(sync_values("Upload", row))
 	_upsert(result.path, row, values)
+	delivery.mark({result.path: delivery.state(on_cdn, result.sha256)})
 	if not on_cdn:
-		_enqueue_sync([row_name(result.path)])
+		request_drain_after_commit()
+	return _was_on_cdn(row) and not on_cdn
 
 
 def queue_upload(result: WriteResult) -> str:
@@ -97,6 +107,8 @@ def queue_upload(result: WriteResult) -> str:
 	if not row:
 		values.update(local_status="Written", written_at=now_datetime())
 	_upsert(result.path, row, values)
+	delivery.mark_local(result.path, result.sha256)
+	request_drain_after_commit()
 	return row_name(result.path)
 
 
@@ -116,6 +128,8 @@ def record_failure(path: str, doctype: str | None, name: str | None, error: File
 			"local_error": str(error),
 		},
 	)
+	if not row:
+		delivery.mark_local(path)
 	if not row or row.local_status != "Pending":
 		frappe.log_error(
 			title=_("Memora Storage: could not {0} {1}").format(error.operation, path)[:140],
@@ -153,7 +167,6 @@ def record_removal(path: str, is_folder: bool) -> None:
 		names = frappe.get_all(DOCTYPE, filters={"path": ["like", f"{_escape_like(path)}/%"]}, pluck="path")
 	else:
 		names = [path]
-	queued = []
 	for file_path in names:
 		row = _locked_row(file_path)
 		if not row or (row.local_status == "Deleted" and row.sync_operation == "Delete"):
@@ -161,9 +174,8 @@ def record_removal(path: str, is_folder: bool) -> None:
 		values = {"local_status": "Deleted", "local_error": None, "sha256": None, "size": 0}
 		values.update(sync_values("Delete", row))
 		_upsert(file_path, row, values)
-		queued.append(row.name)
-	if queued:
-		_enqueue_sync(queued)
+		delivery.mark_local(file_path)
+		request_drain_after_commit()
 
 
 def _escape_like(value: str) -> str:
@@ -179,3 +191,21 @@ def pending_writes(limit: int = 500) -> list[frappe._dict]:
 		order_by="modified asc",
 		limit=limit,
 	)
+
+
+def request_drain_after_commit() -> None:
+	"""Ask for the CDN drain once the rows this transaction wrote are visible to it (once per transaction)."""
+	if frappe.flags.memora_drain_requested:
+		return
+	frappe.flags.memora_drain_requested = True
+	frappe.db.after_commit.add(_request_drain)
+	frappe.db.after_rollback.add(_forget_request)
+
+
+def _request_drain() -> None:
+	_forget_request()
+	jobs.request_drain()
+
+
+def _forget_request() -> None:
+	frappe.flags.memora_drain_requested = False

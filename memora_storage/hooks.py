@@ -44,7 +44,12 @@ scheduler_events = {
 # Health scans add about a dozen Content Health Reports a day; Log Settings deletes those past 90 days.
 default_log_clearing_doctypes = {"Content Health Report": 90}
 
-jinja = {"methods": ["memora_storage.api.get_content_url"]}
+# Python and Jinja callers are never rate-limited; only the HTTP endpoints in api.py are.
+jinja = {"methods": ["memora_storage.delivery.get_content_url"]}
+
+# Where each path is served from lives in Redis (delivery.py); `bench clear-cache` must not drop it.
+persistent_cache_keys = ["memora_storage:delivery*"]
+after_migrate = ["memora_storage.delivery.rebuild"]
 
 # Another app may change the content map: a dotted path to a function that takes the map
 # (DocType -> memora_storage.content.ContentType) and returns it.

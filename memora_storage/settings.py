@@ -1,24 +1,23 @@
 """CDN Settings as every process sees them: a snapshot that follows a save on its next call (SC-002).
 
-A settings save publishes its values to Redis once its commit has landed; every web request and
-job reads them from there. The database is read only when the key is missing (a flushed cache),
-and that copy is stored with NX, so it can never overwrite what a save has just published: a
-worker whose transaction began before the save must not pin the old values.
+A settings save publishes its values to Redis once its commit has landed, into the delivery hash
+(`delivery.py`), so a resolver call reads settings and paths in one round trip. The database is
+read only when the field is missing (a flushed cache), and that copy is stored with NX, so it can
+never overwrite what a save has just published: a worker whose transaction began before the save
+must not pin the old values.
 """
-
-import json
 
 import frappe
 from frappe.model.document import Document
 from frappe.utils import cint, flt, get_url
 
+from memora_storage import delivery
 from memora_storage.utils import paths
 from memora_storage.utils.disk import DEFAULT_MIN_FREE_PERCENT
 from memora_storage.utils.resolver import UrlSettings
 from memora_storage.utils.store import ContentStore
 
 DOCTYPE = "CDN Settings"
-SNAPSHOT_KEY = "memora_storage:settings"
 
 
 def snapshot_values(source: dict | Document) -> dict:
@@ -35,17 +34,16 @@ def snapshot_values(source: dict | Document) -> dict:
 
 def get_settings() -> dict:
 	"""The non-secret CDN Settings values, as of the last committed save."""
-	key = frappe.cache.make_key(SNAPSHOT_KEY)
-	if cached := frappe.cache.get(key):
-		return json.loads(cached)
+	if stored := delivery.stored_settings():
+		return dict(stored)
 	values = snapshot_values(frappe.db.get_singles_dict(DOCTYPE))
-	frappe.cache.set(key, json.dumps(values), nx=True)
+	delivery.fill_settings(values)
 	return values
 
 
 def publish(values: dict) -> None:
 	"""Make every process use `values` from its next call on; run after the save has committed."""
-	frappe.cache.set(frappe.cache.make_key(SNAPSHOT_KEY), json.dumps(values))
+	delivery.publish_settings(values)
 
 
 def url_settings(values: dict | None = None) -> UrlSettings:

@@ -4,7 +4,7 @@ scans and the disk guard."""
 import frappe
 from frappe import _
 
-from memora_storage import cdn_sync, content, content_files, disk_guard, health, settings
+from memora_storage import cdn_sync, content, content_files, disk_guard, health, jobs, settings
 from memora_storage.utils import paths
 from memora_storage.utils.store import ContentStore, FileOperationError
 
@@ -20,13 +20,10 @@ def _enqueue_long_once(method: str, key: str, **kwargs) -> None:
 	)
 
 
-def enqueue_relink() -> None:
-	"""Queue one re-render of all content after the current transaction commits (deduplicated)."""
-	_enqueue_long_once("relink_all", "relink", enqueue_after_commit=True)
-
-
 def relink_all() -> dict[str, int]:
-	"""Re-render every content file so the links inside follow the current URL base (DESIGN.md)."""
+	"""Queued (`jobs.request_relink`): re-render every content file so its links follow the settings
+	as they are when the job starts; a save during the run queues the next run."""
+	jobs.started(jobs.RELINK)
 	return content.write_all()
 
 
@@ -50,7 +47,8 @@ def retry_pending_writes() -> int:
 def _retry(row: frappe._dict, ctx: content.RenderContext, store: ContentStore) -> bool:
 	"""Write the row's document again, or finish removing the file (or Plan folder) it no longer has."""
 	if row.reference_doctype and frappe.db.exists(row.reference_doctype, row.reference_name):
-		return content.write_document(frappe.get_doc(row.reference_doctype, row.reference_name), ctx, store)
+		doc = frappe.get_doc(row.reference_doctype, row.reference_name)
+		return content.write_document(doc, ctx, store) is not content.Outcome.FAILED
 	is_folder = paths.resolve(store.root, row.path).is_dir()
 	# A folder whose document was created again under the same name belongs to it now: keep it.
 	if not (is_folder and _folder_owned(row.path, ctx)):
@@ -73,9 +71,9 @@ def _folder_owned(path: str, ctx: content.RenderContext) -> bool:
 	)
 
 
-def sync_rows(names: list[str]) -> dict[str, int]:
-	"""Queued: upload or delete these Content File rows on the CDN."""
-	return cdn_sync.sync_rows(names)
+def drain_cdn() -> dict[str, int]:
+	"""Queued (`jobs.request_drain`): send everything due to the CDN, children first, then end."""
+	return cdn_sync.drain()
 
 
 def dispatch_cdn_sync() -> int:

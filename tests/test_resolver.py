@@ -117,3 +117,16 @@ def test_settings_compare_and_hash_by_value() -> None:
 	two = UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN)
 	assert one == two and hash(one) == hash(two)
 	assert one != dataclasses.replace(one, local_fallback_mode=True)
+
+
+def test_a_path_the_cdn_lacks_is_local_even_with_the_cdn_on() -> None:
+	"""Per-version routing: the CDN is named only for a path whose current version it holds."""
+	on = UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN)
+	assert get_content_url(PATH, on, on_cdn=False) == f"{SITE}/files/memora_content/{PATH}"
+	assert get_content_url(PATH, on, on_cdn=True) == f"{CDN}/{PATH}"
+	assert get_content_url(PATH, on, on_cdn=None) == f"{CDN}/{PATH}"
+
+
+def test_a_held_path_is_local_when_the_settings_say_local() -> None:
+	off = UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN, local_fallback_mode=True)
+	assert get_content_url(PATH, off, on_cdn=True) == f"{SITE}/files/memora_content/{PATH}"

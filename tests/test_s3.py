@@ -241,3 +241,15 @@ def test_key_prefix_slashes_are_normalised(moto_server: MotoServer, bucket_name:
 	bucket.put("units/u1.json", DATA)
 	assert bucket.key("units/u1.json") == "site/content/units/u1.json"
 	assert [item.path for item in bucket.list()] == ["units/u1.json"]
+
+
+def test_delete_many_removes_each_object_in_one_request(cdn: CdnBucket, moto_server: MotoServer) -> None:
+	paths = [f"units/U{i}.json" for i in range(5)] + [ARABIC_PATH]
+	for path in paths:
+		cdn.put(path, DATA)
+	cdn.put("units/kept.json", DATA)
+	before = moto_server.logged_requests()
+	results = cdn.delete_many([*paths, "units/never-there.json"])
+	assert results == dict.fromkeys([*paths, "units/never-there.json"])
+	assert moto_server.logged_requests() - before == {"POST": 1}
+	assert [obj.path for obj in cdn.list()] == ["units/kept.json"]

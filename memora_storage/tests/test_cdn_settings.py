@@ -6,9 +6,8 @@ import textwrap
 import time
 
 import frappe
-from frappe.utils.background_jobs import is_job_enqueued
 
-from memora_storage import settings
+from memora_storage import content_files, delivery, jobs, settings
 from memora_storage.api import get_content_url
 from memora_storage.tasks import relink_all
 from memora_storage.tests.utils import ContentTestCase, set_cdn_settings
@@ -78,14 +77,25 @@ class TestCDNSettings(ContentTestCase):
 	def test_flipping_the_base_relinks_written_files(self):
 		plan, subject, _units = self.make_tree()
 		path = f"plans/{plan.name}/manifest.json"
-		self.assertTrue(self.read_json(path)["subjects"][0]["url"].startswith("http://memora.local/"))
+		subject_path = f"plans/{plan.name}/subjects/{subject.name}.json"
+		local = self.read_json(path)["subjects"][0]["url"]
+		self.assertTrue(local.startswith("http://memora.local/"))
 		set_cdn_settings(enable_cdn=1, cdn_base_url=CDN, bucket="b")
-		self.assertTrue(is_job_enqueued(f"memora_storage:relink:{frappe.local.site}"))
+		self.assertTrue(jobs.is_requested(jobs.RELINK))
 		relink_all()
-		self.assertEqual(
-			self.read_json(path)["subjects"][0]["url"],
-			f"{CDN}/plans/{plan.name}/subjects/{subject.name}.json",
-		)
+		self.assertFalse(jobs.is_requested(jobs.RELINK))
+		# The CDN holds no version of the subject yet, so the manifest keeps linking it here.
+		self.assertEqual(self.read_json(path)["subjects"][0]["url"], local)
+		self.assertEqual(get_content_url(subject_path), local)
+		# Once it holds the subject's current version, the link and the API move there.
+		name = content_files.row_name(subject_path)
+		sha = frappe.db.get_value("Content File", name, "sha256")
+		frappe.db.set_value("Content File", name, {"sync_status": "Synced", "synced_sha256": sha})
+		frappe.db.commit()
+		self.assertEqual(delivery.promote({subject_path: sha}), 1)
+		self.assertEqual(get_content_url(subject_path), f"{CDN}/{subject_path}")
+		relink_all()
+		self.assertEqual(self.read_json(path)["subjects"][0]["url"], f"{CDN}/{subject_path}")
 
 	def test_only_system_manager_reads_settings_and_secret_never_leaves(self):
 		doc = frappe.get_single("CDN Settings")

@@ -86,7 +86,7 @@ class TestOutageDrill(ContentTestCase):
 	def sync_due(self) -> dict[str, int]:
 		"""One pass of the upload jobs over every row, at the moment the retry schedule makes them all due."""
 		due = frappe.db.sql("select max(next_attempt_at) from `tabContent File`")[0][0]
-		return cdn_sync.sync_rows(frappe.get_all("Content File", pluck="name"), now=due)
+		return cdn_sync.drain(now=due)
 
 	def get(self, url: str) -> requests.Response:
 		self.assertTrue(url.startswith(f"{self.base}/files/memora_content/"), url)

@@ -284,6 +284,33 @@ class CdnBucket:
 		"""Delete the object of `path`; deleting an absent object succeeds, as in S3."""
 		self._call("delete", path, self.client.delete_object, Bucket=self.config.bucket, Key=self.key(path))
 
+	def delete_many(self, paths: list[str]) -> dict[str, CdnError | None]:
+		"""Delete the objects of these paths, one request per 1,000; each path's error, or None."""
+		results: dict[str, CdnError | None] = {}
+		for start in range(0, len(paths), DELETE_BATCH):
+			batch = paths[start : start + DELETE_BATCH]
+			try:
+				response = self._call(
+					"delete",
+					batch[0] if len(batch) == 1 else None,
+					self.client.delete_objects,
+					Bucket=self.config.bucket,
+					Delete={"Objects": [{"Key": self.key(path)} for path in batch], "Quiet": True},
+				)
+			except CdnError as e:
+				results.update(dict.fromkeys(batch, e))
+				continue
+			errors = {item.get("Key", "")[len(self._prefix) :]: item for item in response.get("Errors", [])}
+			for path in batch:
+				error = errors.get(path)
+				results[path] = error and CdnError(
+					_kind_of(error.get("Code", ""), 0),
+					f"delete of {path!r} failed: {error.get('Code', 'unknown error')} {error.get('Message', '')}".strip(),
+					path,
+					code=error.get("Code"),
+				)
+		return results
+
 	def delete_prefix(self, prefix: str) -> int:
 		"""Delete every object in the folder `prefix` (a Plan's `plans/{plan}`); returns how many."""
 		folder = self.key(prefix) + "/"

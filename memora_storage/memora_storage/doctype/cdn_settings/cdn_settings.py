@@ -7,8 +7,7 @@ import frappe
 from frappe import _
 from frappe.model.document import Document
 
-from memora_storage import settings
-from memora_storage.tasks import enqueue_relink
+from memora_storage import jobs, settings
 
 
 class CDNSettings(Document):
@@ -48,13 +47,14 @@ class CDNSettings(Document):
 	def on_update(self):
 		before = self.get_doc_before_save()
 		values = settings.snapshot_values(self)
+		# In this order: a relink reads the settings after it starts, so it always sees these.
 		frappe.db.after_commit.add(lambda: settings.publish(values))
 		if self.enable_cdn and not (before and before.enable_cdn):
 			# Rows that waited while the CDN was off are sent now, not at the next dispatcher tick.
-			frappe.enqueue("memora_storage.tasks.dispatch_cdn_sync", enqueue_after_commit=True)
+			frappe.db.after_commit.add(jobs.request_drain)
 		if before and _base_url(before) != _base_url(self):
 			# Links inside written files follow the resolver, so they must be re-rendered (DESIGN.md).
-			enqueue_relink()
+			frappe.db.after_commit.add(jobs.request_relink)
 
 
 def _base_url(doc: Document) -> str:

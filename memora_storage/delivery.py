@@ -1,0 +1,217 @@
+"""Where each content path is served from right now, the same for every web and worker process.
+
+One Redis hash per site holds the settings snapshot and, for every path that has a Content File
+row, whether the CDN holds the path's current version: `c` (it does) or `l` (it does not: a new or
+edited file not uploaded yet, a failed upload, a deleted file), followed by the version's SHA-256.
+Resolving any number of paths is one HMGET. A path leaves the CDN before its new bytes reach the
+disk, and returns only once the upload of exactly those bytes has been confirmed and committed
+(a compare-and-set on the version), so no client is handed a CDN URL for a version the CDN lacks.
+
+When Redis has lost the hash, callers read the rows and the settings from the database and a job
+rebuilds it, without overwriting anything written meanwhile.
+"""
+
+import functools
+import json
+from collections.abc import Iterable
+
+import frappe
+import redis
+from frappe.utils import get_url
+
+from memora_storage.utils.paths import InvalidPathError
+from memora_storage.utils.resolver import UrlSettings
+from memora_storage.utils.resolver import get_content_url as resolve_url
+
+HASH = "memora_storage:delivery"
+# Fields no content path can be: content path segments never start with ".".
+SETTINGS_FIELD = ".settings"
+READY_FIELD = ".ready"  # set once the hash holds every row's state
+REBUILD_LOCK = "memora_storage:delivery-rebuild"
+ON_CDN = "c"
+LOCAL = "l"
+
+# Compare-and-set: mark each (path, sha256) on the CDN only while the path is still local at that version.
+_PROMOTE = """
+local promoted = 0
+for i = 1, #ARGV, 2 do
+	if redis.call('HGET', KEYS[1], ARGV[i]) == 'l' .. ARGV[i + 1] then
+		redis.call('HSET', KEYS[1], ARGV[i], 'c' .. ARGV[i + 1])
+		promoted = promoted + 1
+	end
+end
+return promoted
+"""
+
+
+def _key() -> bytes:
+	return frappe.cache.make_key(HASH)
+
+
+def _redis() -> redis.Redis:
+	"""The raw client: Frappe's wrapper pickles hash values, this hash holds plain strings."""
+	return frappe.cache
+
+
+def state(on_cdn: bool, sha256: str | None) -> str:
+	return (ON_CDN if on_cdn else LOCAL) + (sha256 or "")
+
+
+def row_state(sync_status: str | None, sha256: str | None, synced_sha256: str | None, local_status: str | None) -> str:
+	"""The delivery of a Content File row: on the CDN only when it was synced at the current version."""
+	on_cdn = local_status == "Written" and sync_status == "Synced" and bool(sha256) and sha256 == synced_sha256
+	return state(on_cdn, sha256)
+
+
+def mark(states: dict[str, str]) -> None:
+	"""Record paths' delivery as given (from `state`); local marks take effect at once."""
+	if states:
+		redis.Redis.hset(_redis(), _key(), mapping=states)
+
+
+def mark_local(path: str, sha256: str | None = None) -> None:
+	"""Serve `path` from this server from now on: call before its file changes."""
+	mark({path: state(False, sha256)})
+
+
+def promote(versions: dict[str, str]) -> int:
+	"""Serve these paths from the CDN, each only if it is still local at the version uploaded."""
+	if not versions:
+		return 0
+	args = [value for item in versions.items() for value in item]
+	return int(redis.Redis.eval(_redis(), _PROMOTE, 1, _key(), *args))
+
+
+def forget(paths: Iterable[str]) -> None:
+	"""Paths with no Content File row any more: they follow the settings again."""
+	if paths := list(paths):
+		redis.Redis.hdel(_redis(), _key(), *paths)
+
+
+def publish_settings(values: dict) -> None:
+	redis.Redis.hset(_redis(), _key(), SETTINGS_FIELD, json.dumps(values))
+
+
+def stored_settings() -> dict | None:
+	raw = redis.Redis.hget(_redis(), _key(), SETTINGS_FIELD)
+	return _parse(raw) if raw else None
+
+
+def fill_settings(values: dict) -> None:
+	"""Store a database read of the settings unless a save has published newer ones meanwhile."""
+	redis.Redis.hsetnx(_redis(), _key(), SETTINGS_FIELD, json.dumps(values))
+
+
+@functools.lru_cache(maxsize=16)
+def _parse(raw: bytes) -> dict:
+	return json.loads(raw)
+
+
+@functools.lru_cache(maxsize=64)
+def _url_settings(raw: bytes, site_url: str) -> UrlSettings:
+	values = _parse(raw)
+	return UrlSettings(
+		local_domain=values["local_domain"] or site_url,
+		enable_cdn=values["enable_cdn"],
+		cdn_base_url=values["cdn_base_url"],
+		local_fallback_mode=values["local_fallback_mode"],
+	)
+
+
+def _on_cdn(value: bytes | None) -> bool | None:
+	return None if value is None else value[:1] == b"c"
+
+
+def lookup(paths: list[str]) -> tuple[bytes | None, list[bool | None]]:
+	"""The settings snapshot and each path's delivery (True, False, or None for no row), in one round trip."""
+	values = redis.Redis.hmget(_redis(), _key(), [READY_FIELD, SETTINGS_FIELD, *paths])
+	if values[0] is None or values[1] is None:
+		return None, []
+	return values[1], [_on_cdn(value) for value in values[2:]]
+
+
+def url_settings_of(raw: bytes) -> UrlSettings:
+	values = _parse(raw)
+	return _url_settings(raw, "" if values["local_domain"] else get_url())
+
+
+def get_content_url(path: str) -> str:
+	"""The URL of one content path (FR-006): the CDN only while it holds the path's current version."""
+	return get_content_urls([path])[path]
+
+
+def get_content_urls(paths: list[str]) -> dict[str, str]:
+	"""URLs of many paths from one settings snapshot and one Redis round trip (DB reads if Redis lost it)."""
+	for path in paths:
+		if not isinstance(path, str):
+			raise InvalidPathError(f"path must be text, got {type(path).__name__}")
+	raw, delivery = lookup(paths)
+	if raw is None:
+		return _from_database(paths)
+	url_settings = url_settings_of(raw)
+	return {path: resolve_url(path, url_settings, on_cdn) for path, on_cdn in zip(paths, delivery)}
+
+
+def states_of(paths: list[str]) -> list[bool | None]:
+	"""Each path's delivery, for a render that already holds its settings snapshot."""
+	if not paths:
+		return []
+	raw, delivery = lookup(paths)
+	if raw is None:
+		return _states_from_database(paths)
+	return delivery
+
+
+def _from_database(paths: list[str]) -> dict[str, str]:
+	from memora_storage import settings
+
+	request_rebuild()
+	url_settings = settings.url_settings(settings.snapshot_values(frappe.db.get_singles_dict("CDN Settings")))
+	delivery = _states_from_database(paths)
+	return {path: resolve_url(path, url_settings, on_cdn) for path, on_cdn in zip(paths, delivery)}
+
+
+def _states_from_database(paths: list[str]) -> list[bool | None]:
+	from memora_storage.content_files import DOCTYPE, row_name
+
+	request_rebuild()
+	names = {row_name(path): path for path in paths}
+	rows = frappe.get_all(
+		DOCTYPE,
+		filters={"name": ["in", list(names)]},
+		fields=["path", "sync_status", "sha256", "synced_sha256", "local_status"],
+	)
+	found = {row.path: row_state(row.sync_status, row.sha256, row.synced_sha256, row.local_status) for row in rows}
+	return [None if path not in found else found[path].startswith(ON_CDN) for path in paths]
+
+
+def request_rebuild() -> None:
+	"""Queue one rebuild of a lost hash; a fresh job reads committed rows, not this caller's snapshot."""
+	if redis.Redis.set(_redis(), frappe.cache.make_key(REBUILD_LOCK), 1, nx=True, ex=120):
+		frappe.enqueue("memora_storage.delivery.rebuild", queue="short", at_front=True)
+
+
+def rebuild() -> int:
+	"""Fill the hash from every Content File row; a field written meanwhile (a newer mark) is kept."""
+	from memora_storage import settings
+
+	try:
+		rows = frappe.db.sql(
+			"select path, sync_status, sha256, synced_sha256, local_status from `tabContent File`"
+		)
+		pipe = redis.Redis.pipeline(_redis(), transaction=False)
+		for path, sync_status, sha256, synced_sha256, local_status in rows:
+			pipe.hsetnx(_key(), path, row_state(sync_status, sha256, synced_sha256, local_status))
+		pipe.hsetnx(_key(), SETTINGS_FIELD, json.dumps(settings.snapshot_values(frappe.db.get_singles_dict("CDN Settings"))))
+		pipe.hset(_key(), READY_FIELD, 1)
+		pipe.execute()
+	finally:
+		redis.Redis.delete(_redis(), frappe.cache.make_key(REBUILD_LOCK))
+	return len(rows)
+
+
+def ensure_ready() -> None:
+	"""Build the hash now if it is missing (install, migrate)."""
+	if not redis.Redis.hexists(_redis(), _key(), READY_FIELD):
+		rebuild()
+
