@@ -7,7 +7,11 @@ minus the moment the parent's commit (and the publish after it) returned; the ti
 of the commit is reported too, as an upper bound. Run it with the bench's
 Python, from the bench's `sites` folder, as the bench's user:
 
-    cd BENCH/sites && ../env/bin/python /path/to/memora_storage/benchmarks/bench_freshness.py --site SITE
+    cd BENCH/sites && ../env/bin/python /path/to/memora_storage/benchmarks/bench_freshness.py \
+        --bench BENCH --site SITE
+
+(or MEMORA_BENCH and MEMORA_SITE; `python -m benchmarks` does all this for you). It changes that
+site's CDN Settings while it runs, so it needs both named: it never picks a site itself.
 
 The site's CDN Settings are restored afterwards.
 """
@@ -23,22 +27,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import frappe
 
-from benchmarks.common import markdown_table, percentile, write_results
+from benchmarks.common import add_bench_arguments, bench_and_site, markdown_table, percentile, write_results
 
 PATH = "units/U1.json"
 CDN = "https://cdn.bench.example"
 
 
-def _connect(site: str) -> None:
-	frappe.init(site=site, sites_path=".")
+def _connect(bench: Path, site: str) -> None:
+	frappe.init(site=site, sites_path=str(bench / "sites"))
 	frappe.connect()
 
 
-def child(site: str) -> None:
+def child(bench: Path, site: str) -> None:
 	"""Poll the resolver; print a timestamp each time the base flips."""
 	from memora_storage.api import get_content_url
 
-	_connect(site)
+	_connect(bench, site)
 	last = get_content_url(PATH).startswith(CDN)
 	print(json.dumps({"ready": last}), flush=True)
 	deadline = time.monotonic() + 120
@@ -49,14 +53,16 @@ def child(site: str) -> None:
 			last = now
 
 
-def parent(site: str, flips: int, calls: int) -> None:
+def parent(bench: Path, site: str, flips: int, calls: int) -> None:
 	from memora_storage.api import get_content_url
 
-	_connect(site)
+	_connect(bench, site)
 	settings = frappe.get_single("CDN Settings")
 	saved = settings.as_dict()
 	proc = subprocess.Popen(
-		[sys.executable, __file__, "--site", site, "--child"], stdout=subprocess.PIPE, text=True
+		[sys.executable, __file__, "--bench", str(bench), "--site", site, "--child"],
+		stdout=subprocess.PIPE,
+		text=True,
 	)
 	delays, upper = [], []
 	try:
@@ -112,15 +118,18 @@ def parent(site: str, flips: int, calls: int) -> None:
 
 def main() -> None:
 	parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-	parser.add_argument("--site", required=True)
+	add_bench_arguments(parser)
 	parser.add_argument("--flips", type=int, default=50)
 	parser.add_argument("--calls", type=int, default=20_000)
 	parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
 	args = parser.parse_args()
+	bench, site = bench_and_site(parser, args)
+	if not bench:
+		parser.error("needs --bench and --site (or MEMORA_BENCH and MEMORA_SITE)")
 	if args.child:
-		child(args.site)
+		child(bench, site)
 	else:
-		parent(args.site, args.flips, args.calls)
+		parent(bench, site, args.flips, args.calls)
 
 
 if __name__ == "__main__":

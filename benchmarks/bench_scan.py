@@ -16,6 +16,14 @@ its VmHWM: Linux keeps `ru_maxrss` across fork and exec, so a child's `ru_maxrss
 (this script's) size; it is recorded too, for comparison.
 
     python -m benchmarks.bench_scan [--dir DIR] [--sizes 10000,100000] [--repeat 5]
+                                    [--db-host 127.0.0.1] [--db-port 3306] [--db-user root] [--db-password '']
+
+Needs a MariaDB (or MySQL) server and PyMySQL (`pip install -e '.[benchmarks]'`; `./run-tests`
+installs it in .venv). The login must be allowed to create and drop the database `memora_bench_scan`;
+each --db-* option defaults to its environment variable (MEMORA_DB_HOST, MEMORA_DB_PORT,
+MEMORA_DB_USER, MEMORA_DB_PASSWORD), else to 127.0.0.1, 3306, root and an empty password, which only
+fit a local test server. The password is passed to the child process through the environment, never
+on its command line.
 """
 
 import argparse
@@ -44,7 +52,9 @@ from memora_storage.utils import canonical
 from memora_storage.utils.scan import ExpectedFile, HealthReport, full_scan, incremental_scan
 
 DATABASE = "memora_bench_scan"
-DB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "charset": "utf8mb4"}
+# The MariaDB login, set by main() from the --db-* options (defaults: the MEMORA_DB_* variables).
+DB: dict = {"charset": "utf8mb4"}
+DB_DEFAULTS = {"host": "127.0.0.1", "port": "3306", "user": "root", "password": ""}
 # The default content map's path rules (memora_storage.content.DEFAULT_CONTENT_MAP, which needs Frappe).
 PATH_RULES = {
 	"Plan": "plans/{name}/manifest.json",
@@ -226,9 +236,11 @@ def memory_kb(field: str) -> int:
 
 
 def measure_rss(root: Path, size: int) -> dict:
+	login = {f"MEMORA_DB_{key.upper()}": str(DB[key]) for key in DB_DEFAULTS}
 	out = subprocess.run(
 		[sys.executable, "-m", "benchmarks.bench_scan", "--child", str(root), "--sizes", str(size)],
 		cwd=Path(__file__).resolve().parent.parent,
+		env={**os.environ, **login},
 		check=True,
 		capture_output=True,
 		text=True,
@@ -243,15 +255,33 @@ def main(argv: list[str] | None = None) -> int:
 	parser.add_argument("--dir", help="where to build the trees (default: a temp folder beside the results)")
 	parser.add_argument("--sizes", default="10000,100000")
 	parser.add_argument("--repeat", type=int, default=5)
+	for key, default in DB_DEFAULTS.items():
+		variable = f"MEMORA_DB_{key.upper()}"
+		parser.add_argument(
+			f"--db-{key}",
+			type=int if key == "port" else str,
+			default=os.environ.get(variable, default),
+			help=f"MariaDB {key} (default: {variable}, else {default!r})",
+		)
 	parser.add_argument("--child", metavar="ROOT", help=argparse.SUPPRESS)
 	args = parser.parse_args(argv)
 	if args.repeat < 1:
 		parser.error("--repeat must be at least 1")
+	DB.update({key: getattr(args, f"db_{key}") for key in DB_DEFAULTS})
 	sizes = [int(size) for size in args.sizes.split(",")]
 	if args.child:
 		child(args.child, sizes[0])
 		return 0
 
+	try:
+		connect(None).close()
+	except pymysql.MySQLError as e:
+		print(
+			f"cannot log in to MariaDB at {DB['host']}:{DB['port']} as {DB['user']!r}: {e}; "
+			"set --db-host/--db-port/--db-user/--db-password or MEMORA_DB_HOST/_PORT/_USER/_PASSWORD",
+			file=sys.stderr,
+		)
+		return 2
 	base = Path(args.dir) if args.dir else RESULTS_DIR / "tmp"
 	base.mkdir(parents=True, exist_ok=True)
 	work = Path(tempfile.mkdtemp(prefix="bench_scan.", dir=base))

@@ -8,17 +8,18 @@ folder of its own under the site's public files, `public/files/memora_bench_serv
 content scans and CDN verification never see it; it is removed at the end. Every path is fetched
 once from each server and compared with the bytes on disk before the load starts.
 
-Where a bench exists (`--bench`, default /opt/bench with its default site), the site is that bench's
-site and the dev server is `bench --site SITE serve` run as the bench's owner (Werkzeug, as a
-developer runs it; it binds 0.0.0.0, the load goes to 127.0.0.1 only). Without a bench, a temporary
-site folder and a plain Werkzeug SharedDataMiddleware app stand in; the results say which one ran.
+With a bench and site (`--bench` and `--site`, or MEMORA_BENCH and MEMORA_SITE: never a guess, as
+the files go into that site), the dev server is `bench --site SITE serve` run as the bench's owner
+(Werkzeug, as a developer runs it; it binds 0.0.0.0, the load goes to 127.0.0.1 only). Without them
+(or with --no-bench), a temporary site folder and a plain Werkzeug SharedDataMiddleware app stand
+in; the results say which one ran.
 
 Each server gets `--repeat` rounds, alternating which goes first so both share whatever else loads
 the machine; the table shows each server's round with the median requests/s, the JSON every round.
 Goal for nginx: zero non-2xx answers, zero socket errors, p99 under 100 ms.
 
     python -m benchmarks.bench_serve [--connections 1000] [--duration 12] [--repeat 3] [--plans 20]
-                                     [--bench /opt/bench] [--site memora.test] [--no-bench]
+                                     [--bench BENCH --site SITE] [--no-bench]
 
 Needs `wrk` and `nginx` (Debian: apt-get install wrk nginx).
 """
@@ -43,7 +44,7 @@ from pathlib import Path
 if __package__ in (None, ""):
 	sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS_DIR, default_site, markdown_table, write_results
+from benchmarks.common import RESULTS_DIR, add_bench_arguments, bench_and_site, markdown_table, write_results
 from memora_storage.tests.nginx import NOT_INSTALLED, Nginx, find_nginx, free_port
 from memora_storage.utils import canonical, paths
 from memora_storage.utils.resolver import UrlSettings, get_content_url
@@ -308,9 +309,10 @@ def main(argv: list[str] | None = None) -> int:
 	parser.add_argument(
 		"--plans", type=int, default=20, help="plans of 10 subjects × 10 units (default: %(default)s)"
 	)
-	parser.add_argument("--bench", type=Path, default=Path("/opt/bench"), help="bench folder, if any")
-	parser.add_argument("--site", help="site of the bench (default: its default site)")
-	parser.add_argument("--no-bench", action="store_true", help="use a temporary site and plain Werkzeug")
+	add_bench_arguments(parser)
+	parser.add_argument(
+		"--no-bench", action="store_true", help="ignore --bench/--site: a temporary site and plain Werkzeug"
+	)
 	parser.add_argument("--werkzeug", nargs=2, metavar=("DIR", "PORT"), help=argparse.SUPPRESS)
 	args = parser.parse_args(argv)
 	if args.werkzeug:
@@ -324,10 +326,8 @@ def main(argv: list[str] | None = None) -> int:
 		)
 		return 2
 
-	bench = None if args.no_bench or not (args.bench / "sites").is_dir() else args.bench.resolve()
-	site = (args.site or default_site(bench)) if bench else STANDALONE_SITE
-	if bench and not (site and (bench / "sites" / site / "site_config.json").is_file()):
-		parser.error(f"no site {site!r} in {bench}; pass --site")
+	bench, site = (None, None) if args.no_bench else bench_and_site(parser, args)
+	site = site or STANDALONE_SITE
 	base = RESULTS_DIR / "tmp"
 	base.mkdir(parents=True, exist_ok=True)
 	workdir = Path(tempfile.mkdtemp(prefix="bench_serve.", dir=base))

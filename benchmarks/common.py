@@ -1,8 +1,12 @@
-"""Shared helpers for the benchmark scripts: what machine ran them, percentiles, and where results go.
+"""Shared helpers for the benchmark scripts: what machine ran them, percentiles, where results go, and
+which bench and site they may use.
 
 A figure without its machine and filesystem means little, so every result file records both.
+Results go to benchmarks/results/, or to MEMORA_RESULTS_DIR when set (`python -m benchmarks --quick`
+points it at benchmarks/results/quick/, so a smoke run never overwrites the committed figures).
 """
 
+import argparse
 import datetime
 import json
 import math
@@ -15,7 +19,7 @@ from typing import Any
 
 import psutil
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_DIR = Path(os.environ.get("MEMORA_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
 
 
 def _cpu_model() -> str:
@@ -89,24 +93,43 @@ def _is_number(value: Any) -> bool:
 	return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def default_site(bench: str | os.PathLike) -> str | None:
-	"""The site a bench's commands use without --site: `bench use`'s choice, else its only site."""
-	sites = Path(bench) / "sites"
-	try:
-		config = json.loads((sites / "common_site_config.json").read_text(encoding="utf-8"))
-	except (OSError, ValueError):
-		config = {}
-	if config.get("default_site"):
-		return config["default_site"]
-	current = sites / "currentsite.txt"
-	if current.is_file() and current.read_text(encoding="utf-8").strip():
-		return current.read_text(encoding="utf-8").strip()
-	found = [path.parent.name for path in sites.glob("*/site_config.json")]
-	return found[0] if len(found) == 1 else None
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+	"""--bench and --site, defaulting to MEMORA_BENCH and MEMORA_SITE: the same in every script."""
+	parser.add_argument(
+		"--bench",
+		type=Path,
+		default=os.environ.get("MEMORA_BENCH") or None,
+		help="Frappe bench folder (default: MEMORA_BENCH; none when unset)",
+	)
+	parser.add_argument(
+		"--site",
+		default=os.environ.get("MEMORA_SITE") or None,
+		help="site of that bench (default: MEMORA_SITE)",
+	)
+
+
+def bench_and_site(
+	parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[Path | None, str | None]:
+	"""The bench and site named by --bench/--site (or MEMORA_BENCH/MEMORA_SITE): both or neither.
+
+	Never a guess (no /opt/bench, no default site): a benchmark writes only into a site it was
+	pointed at, since another one may be someone's working site.
+	"""
+	if not args.bench and not args.site:
+		return None, None
+	if not args.bench or not args.site:
+		parser.error("--bench (MEMORA_BENCH) and --site (MEMORA_SITE) go together: name both or neither")
+	bench = Path(args.bench).resolve()
+	if not (bench / "sites").is_dir():
+		parser.error(f"{bench} is not a Frappe bench (no sites folder)")
+	if not (bench / "sites" / args.site / "site_config.json").is_file():
+		parser.error(f"no site {args.site!r} in {bench}/sites")
+	return bench, args.site
 
 
 def write_results(name: str, results: dict[str, Any], table: str | None = None) -> Path:
-	"""Save `results` with the machine info to benchmarks/results/<name>.json; print the table if given."""
+	"""Save `results` with the machine info to RESULTS_DIR/<name>.json; print the table if given."""
 	RESULTS_DIR.mkdir(parents=True, exist_ok=True)
 	out = RESULTS_DIR / f"{name}.json"
 	doc = {
