@@ -80,7 +80,16 @@ class TestOutageDrill(ContentTestCase):
 		return frappe.get_all(
 			"Content File",
 			filters=filters,
-			fields=["name", "path", "local_status", "sha256", "sync_operation", "sync_status", "last_error"],
+			fields=[
+				"name",
+				"path",
+				"parent_path",
+				"local_status",
+				"sha256",
+				"sync_operation",
+				"sync_status",
+				"last_error",
+			],
 		)
 
 	def sync_due(self) -> dict[str, int]:
@@ -139,8 +148,13 @@ class TestOutageDrill(ContentTestCase):
 
 		pending = self.rows(sync_status="Pending")
 		self.assertTrue(pending)
+		waiting_paths = {row.path for row in pending}
 		for row in pending:
-			self.assertIn("127.0.0.1", row.last_error or "", row.path)
+			if row.last_error:
+				self.assertIn("127.0.0.1", row.last_error, row.path)
+			else:  # a delete waits, untried, until the file listing it has gone from the CDN first
+				self.assertEqual(row.sync_operation, "Delete", row.path)
+				self.assertIn(row.parent_path, waiting_paths, row.path)
 		self.assertFalse(self.rows(sync_status="Failed"))
 		for row in self.rows(local_status="Written"):
 			self.assertEqual(row.sha256, canonical.sha256(self.store.read(row.path)), row.path)
