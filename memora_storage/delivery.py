@@ -3,7 +3,8 @@
 One Redis hash per site holds the settings snapshot and, for every path that has a Content File
 row, whether the CDN holds the path's current version: `c` (it does) or `l` (it does not: a new or
 edited file not uploaded yet, a failed upload, a deleted file), followed by the version's SHA-256.
-Resolving any number of paths is one HMGET. A path leaves the CDN before its new bytes reach the
+Resolving any number of paths is one HMGET, or none: each process keeps what it read until Redis
+reports a write to the hash (`utils/hash_mirror.py`). A path leaves the CDN before its new bytes reach the
 disk, and returns only once the upload of exactly those bytes has been confirmed and committed
 (a compare-and-set on the version), so no client is handed a CDN URL for a version the CDN lacks.
 
@@ -19,6 +20,7 @@ import frappe
 import redis
 from frappe.utils import get_url
 
+from memora_storage.utils.hash_mirror import HashMirror
 from memora_storage.utils.paths import InvalidPathError
 from memora_storage.utils.resolver import UrlSettings
 from memora_storage.utils.resolver import get_content_url as resolve_url
@@ -27,7 +29,7 @@ HASH = "memora_storage:delivery"
 # Fields no content path can be: content path segments never start with ".".
 SETTINGS_FIELD = ".settings"
 READY_FIELD = ".ready"  # set once the hash holds every row's state
-REBUILD_LOCK = "memora_storage:delivery-rebuild"
+REBUILD_LOCK = "memora_storage:rebuild-delivery"  # not a prefix match of HASH: its writes drop no mirror
 ON_CDN = "c"
 LOCAL = "l"
 
@@ -51,6 +53,19 @@ def _key() -> bytes:
 def _redis() -> redis.Redis:
 	"""The raw client: Frappe's wrapper pickles hash values, this hash holds plain strings."""
 	return frappe.cache
+
+
+_mirrors: dict[bytes, HashMirror] = {}
+
+
+def _mirror() -> HashMirror | None:
+	"""This process's copy of the site's hash (not behind Redis Sentinel, whose failovers it does not follow)."""
+	if frappe.conf.get("redis_cache_sentinel_enabled"):
+		return None
+	key = _key()
+	if key not in _mirrors:
+		_mirrors[key] = HashMirror(frappe.cache, key)
+	return _mirrors[key]
 
 
 def state(on_cdn: bool, sha256: str | None) -> str:
@@ -124,7 +139,9 @@ def _on_cdn(value: bytes | None) -> bool | None:
 
 def lookup(paths: list[str]) -> tuple[bytes | None, list[bool | None]]:
 	"""The settings snapshot and each path's delivery (True, False, or None for no row), in one round trip."""
-	values = redis.Redis.hmget(_redis(), _key(), [READY_FIELD, SETTINGS_FIELD, *paths])
+	fields = [READY_FIELD, SETTINGS_FIELD, *paths]
+	mirror = _mirror()
+	values = mirror.get(fields) if mirror else redis.Redis.hmget(_redis(), _key(), fields)
 	if values[0] is None or values[1] is None:
 		return None, []
 	return values[1], [_on_cdn(value) for value in values[2:]]
