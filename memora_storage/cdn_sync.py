@@ -44,7 +44,21 @@ def s3_config(require_enabled: bool = True) -> S3Config | None:
 		access_key=doc.access_key_id or "",
 		secret_key=doc.get_password("secret_access_key", raise_exception=False) or "",
 		addressing_style="path" if doc.endpoint_url else "auto",
+		etag_is_md5=ETAG_BEHAVIOURS.get(doc.etag_behaviour or ""),
 	)
+
+
+ETAG_BEHAVIOURS = {"MD5 of the bytes": True, "Not the MD5": False, "": None}
+
+
+def remember_etag_behaviour(bucket: CdnBucket) -> None:
+	"""Keep what uploads or Test Connection found out about the store's ETags (not touching `modified`,
+	so an administrator's open form stays saveable)."""
+	if bucket.etag_is_md5_seen is None:
+		return
+	value = next(label for label, is_md5 in ETAG_BEHAVIOURS.items() if is_md5 is bucket.etag_is_md5_seen)
+	if frappe.db.get_single_value("CDN Settings", "etag_behaviour") != value:
+		frappe.db.set_value("CDN Settings", None, "etag_behaviour", value, update_modified=False)
 
 
 @functools.lru_cache(maxsize=4)
@@ -107,6 +121,7 @@ def run_pass(bucket: CdnBucket, now: datetime.datetime | None = None) -> dict[st
 	uploader = Uploader(settings.content_store(), bucket)
 	sent = {r.path: r for r in uploader.upload_many([row.path for row in rows if row.sync_operation == "Upload"])}
 	deleted = bucket.delete_many([row.path for row in rows if row.sync_operation == "Delete"])
+	remember_etag_behaviour(bucket)
 	outcomes = _finish(
 		rows,
 		{
@@ -377,4 +392,6 @@ def test_connection() -> ProbeResult:
 	bucket = get_bucket(require_enabled=False)
 	if not bucket:
 		frappe.throw(_("Set at least the Bucket in CDN Settings and save before testing the connection."))
-	return bucket.probe()
+	result = bucket.probe()
+	remember_etag_behaviour(bucket)
+	return result

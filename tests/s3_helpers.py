@@ -4,6 +4,7 @@ boto3 talks HTTP to these exactly as it talks to a production bucket; nothing is
 """
 
 import collections
+import hashlib
 import os
 import re
 import socket
@@ -107,7 +108,10 @@ class FaultProxy:
 
 	Faults: an HTTP status (403, 500, 503) answered instead of forwarding; "hang" (never answer
 	until cleared); "reset" (drop the connection without an answer); "corrupt-body" (flip the last
-	byte of a PUT body before forwarding); "corrupt-etag" (alter the ETag in PUT and HEAD answers).
+	byte of a PUT body before forwarding); "corrupt-etag" (alter the ETag in PUT and HEAD answers);
+	"kms-etag" (every ETag, in PUT, HEAD and listing answers alike, becomes another hex string, as
+	on a bucket with SSE-KMS where the ETag is not the MD5 of the bytes); "slow-put" (hold each PUT
+	for `delay` seconds before forwarding it, as a slow or congested endpoint).
 	`stop_after` makes the endpoint vanish (connections refused, open ones cut) after that many
 	requests, as when a CDN goes down in the middle of a sync.
 	"""
@@ -119,6 +123,7 @@ class FaultProxy:
 		self.fault: str | int | None = None
 		self.fault_after = 0
 		self.stop_after: int | None = None
+		self.delay = 2.0
 		self.seen = 0
 		self.forwarded: collections.Counter = collections.Counter()
 		self._lock = threading.Lock()
@@ -192,6 +197,8 @@ class FaultProxy:
 				body = _read_body(client, head, body)
 				if body is None:
 					return
+				if fault == "slow-put" and method == "PUT":
+					time.sleep(self.delay)
 				if fault == "corrupt-body" and method == "PUT" and body:
 					body = body[:-1] + bytes([body[-1] ^ 0xFF])
 				response = self._forward(head, body)
@@ -199,6 +206,8 @@ class FaultProxy:
 					self.forwarded[method] += 1
 				if fault == "corrupt-etag" and method in ("PUT", "HEAD"):
 					response = re.sub(rb'(?i)(\r\netag: *")([0-9a-f])', _other_digit, response, count=1)
+				elif fault == "kms-etag":
+					response = re.sub(rb'(?i)(etag(?:: *|>)(?:"|&quot;|&#34;)?)([0-9a-f]{32})', _not_md5, response)
 				client.sendall(response)
 			if stop_now:
 				self.stop()
@@ -259,6 +268,11 @@ def _error_response(status: int, method: str) -> bytes:
 		f"HTTP/1.1 {status} {code}\r\nContent-Type: application/xml\r\n"
 		f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
 	).encode() + body
+
+
+def _not_md5(match: re.Match) -> bytes:
+	"""The same 32 hex digits always become the same other ones, as a store's own ETag would be."""
+	return match.group(1) + hashlib.md5(b"kms:" + match.group(2)).hexdigest().encode()
 
 
 def _other_digit(match: re.Match) -> bytes:

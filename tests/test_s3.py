@@ -152,20 +152,53 @@ def test_transient_5xx_is_retried_once_inside_boto3(proxied_cdn: CdnBucket, prox
 
 
 @pytest.mark.parametrize("confirm_with_head", [True, False])
-@pytest.mark.parametrize("fault", ["corrupt-body", "corrupt-etag"])
-def test_an_upload_the_server_does_not_confirm_is_an_error_and_leaves_no_wrong_bytes(
-	proxy: FaultProxy, cdn: CdnBucket, bucket_name: str, fault: str, confirm_with_head: bool
+def test_damaged_bytes_are_an_error_and_leave_no_wrong_bytes(
+	proxy: FaultProxy, cdn: CdnBucket, bucket_name: str, confirm_with_head: bool
 ) -> None:
 	bucket = CdnBucket(
 		make_config(proxy.url, bucket_name, key_prefix="memora"), confirm_with_head=confirm_with_head
 	)
-	proxy.set_fault(fault)
+	proxy.set_fault("corrupt-body")
 	with pytest.raises(CdnError) as caught:
 		bucket.put("units/u1.json", DATA)
 	assert caught.value.kind is CdnErrorKind.CHECKSUM_MISMATCH
 	assert "checksum mismatch" in str(caught.value)
-	# The damaged (or unprovable) object was removed: readers get nothing rather than wrong bytes.
-	assert cdn.head("units/u1.json") is None
+	assert cdn.head("units/u1.json") is None  # read back, found damaged, removed
+	assert bucket.etag_is_md5_seen is None
+
+
+@pytest.mark.parametrize("etag_is_md5", [True, None])
+@pytest.mark.parametrize("fault", ["corrupt-etag", "kms-etag"])
+def test_an_etag_that_is_not_the_md5_is_read_back_once_and_the_object_kept(
+	proxy: FaultProxy, cdn: CdnBucket, bucket_name: str, fault: str, etag_is_md5: bool | None
+) -> None:
+	"""As an SSE-KMS bucket answers: the object holds our bytes, so it is confirmed, never deleted."""
+	bucket = CdnBucket(make_config(proxy.url, bucket_name, key_prefix="memora", etag_is_md5=etag_is_md5))
+	proxy.set_fault(fault)
+	stored = bucket.put("units/u1.json", DATA)
+	assert stored.sha256 == canonical.sha256(DATA)
+	assert bucket.etag_is_md5_seen is False
+	assert dict(proxy.forwarded) == {"PUT": 1, "HEAD": 1, "GET": 1}
+	assert cdn.get("units/u1.json") == DATA
+
+
+def test_a_kms_bucket_is_confirmed_and_verified_by_the_sha256_metadata(
+	proxy: FaultProxy, cdn: CdnBucket, bucket_name: str, tmp_path
+) -> None:
+	from memora_storage.utils.verify import verify
+
+	bucket = CdnBucket(make_config(proxy.url, bucket_name, key_prefix="memora", etag_is_md5=False))
+	proxy.set_fault("kms-etag")
+	(tmp_path / "units").mkdir()
+	for name in ("u1", "u2"):
+		(tmp_path / "units" / f"{name}.json").write_bytes(DATA)
+		bucket.put(f"units/{name}.json", DATA)
+	assert dict(proxy.forwarded) == {"PUT": 2, "HEAD": 2}
+	assert bucket.head("units/u1.json").etag != hashlib.md5(DATA).hexdigest()
+	report = verify(tmp_path, bucket)
+	assert report.clean and report.matched == 2
+	(tmp_path / "units" / "u2.json").write_bytes(DATA.replace(b"u1", b"u9"))
+	assert [m.path for m in verify(tmp_path, bucket).mismatched] == ["units/u2.json"]
 
 
 def test_confirming_by_the_put_etag_sends_one_request(
@@ -192,7 +225,7 @@ def test_a_newer_version_uploaded_meanwhile_is_left_alone(cdn: CdnBucket) -> Non
 	newer = canonical.dumps({"v": 2})
 	cdn.put("units/u1.json", newer)
 	with pytest.raises(CdnError, match="another version replaced it meanwhile"):
-		cdn._confirm("units/u1.json", cdn.head("units/u1.json"), len(DATA), "0" * 32, canonical.sha256(DATA))
+		cdn._confirm("units/u1.json", cdn.head("units/u1.json"), DATA, "0" * 32, canonical.sha256(DATA))
 	assert cdn.get("units/u1.json") == newer
 
 

@@ -23,6 +23,7 @@ SETTINGS_DEFAULTS = {
 	"local_fallback_mode": 0,
 	"local_domain": "http://memora.local",
 	"bucket": "",
+	"etag_behaviour": "",
 	"min_free_disk_percent": 0,
 	"regenerate_missing_files": 0,
 	"health_check_start_hour": 8,
@@ -34,6 +35,47 @@ SETTINGS_DEFAULTS = {
 S3_ENDPOINT = os.environ.get("MEMORA_TEST_S3_ENDPOINT", "")
 S3_SKIP_REASON = "MEMORA_TEST_S3_ENDPOINT is not set: run these through ./run-tests, which starts moto"
 S3_KEYS = {"access_key_id": "AKIAMEMORATEST000001", "secret_access_key": "memora-test-secret-0001"}
+
+
+def repo_tests_dir() -> str:
+	"""The core suite's folder (`tests/` beside this package), whose S3 helpers the site tests share."""
+	return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tests")
+
+
+def fault_proxy(endpoint: str):
+	"""A started FaultProxy (tests/s3_helpers.py) in front of the moto endpoint."""
+	if repo_tests_dir() not in sys.path:
+		sys.path.insert(0, repo_tests_dir())
+	from s3_helpers import FaultProxy
+
+	return FaultProxy(int(endpoint.rsplit(":", 1)[1])).start()
+
+
+def start_worker() -> subprocess.Popen:
+	"""A real `bench worker` (forking per job, all queues) for this bench, after dropping this site's
+	jobs that tests without a worker left queued."""
+	from frappe.utils.background_jobs import get_queue_list, get_queue
+
+	for name in get_queue_list():
+		queue = get_queue(name)
+		for job in queue.jobs:
+			if job.kwargs.get("site") == frappe.local.site:
+				job.delete()
+	return subprocess.Popen(
+		[sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "worker"],
+		cwd=os.path.abspath(frappe.local.sites_path),
+		stdout=subprocess.DEVNULL,
+		stderr=subprocess.DEVNULL,
+	)
+
+
+def stop(process: subprocess.Popen) -> None:
+	process.terminate()
+	try:
+		process.wait(timeout=30)
+	except subprocess.TimeoutExpired:
+		process.kill()
+		process.wait()
 
 
 def free_port() -> int:

@@ -93,8 +93,10 @@ class S3Config:
 	max_pool_connections: int = 16
 	addressing_style: str = "auto"  # "path" for most self-hosted S3 servers
 	# True where the ETag is the MD5 of the bytes (AWS without SSE-KMS/SSE-C, R2, MinIO, Spaces, B2):
-	# uploads and verification then check the server's own hash. False falls back to the SHA-256 metadata.
-	etag_is_md5: bool = True
+	# uploads and verification then check the server's own hash. False (SSE-KMS, SSE-C, multipart):
+	# the SHA-256 metadata, read back by HEAD. None: not known yet, an upload whose ETag differs is
+	# read back once to tell (`CdnBucket.etag_is_md5_seen` says what was found).
+	etag_is_md5: bool | None = True
 
 	def __post_init__(self) -> None:
 		if not self.bucket or not self.bucket.strip():
@@ -169,6 +171,7 @@ class CdnBucket:
 		self.config = config
 		self.cache_control = cache_control
 		self.confirm_with_head = confirm_with_head
+		self.etag_is_md5_seen: bool | None = None  # what uploads showed of the store's ETags
 		prefix = config.key_prefix.strip("/")
 		self._prefix = f"{prefix}/" if prefix else ""
 		boto_config = Config(
@@ -218,14 +221,22 @@ class CdnBucket:
 			Metadata={SHA256_METADATA: digest},
 		)
 		etag = str(response.get("ETag", "")).strip('"')
-		if not self.confirm_with_head and self.config.etag_is_md5 and etag == md5.hexdigest():
+		if not self.confirm_with_head and self.config.etag_is_md5 is not False and etag == md5.hexdigest():
+			self._saw_etag(True)
 			return StoredObject(path, len(data), etag, digest)
-		return self._confirm(path, self._head("upload", path), len(data), md5.hexdigest(), digest)
+		return self._confirm(path, self._head("upload", path), data, md5.hexdigest(), digest)
 
 	def _confirm(
-		self, path: str, stored: StoredObject | None, size: int, md5: str, digest: str
+		self, path: str, stored: StoredObject | None, data: bytes, md5: str, digest: str
 	) -> StoredObject:
-		"""Return the object now at `path` if it has our size and hash, else raise CHECKSUM_MISMATCH."""
+		"""Return the object now at `path` if it holds `data`, else raise CHECKSUM_MISMATCH.
+
+		An ETag that is not our MD5 is not proof of damage: with SSE-KMS, SSE-C or multipart uploads
+		it never is the MD5. Unless the store is known for that, the object is read back once: our
+		bytes mean such a store (`etag_is_md5_seen`), other bytes mean damage and the object goes.
+		An object holding exactly what was sent is never deleted.
+		"""
+		size = len(data)
 		if stored is None:
 			raise CdnError(
 				CdnErrorKind.CHECKSUM_MISMATCH,
@@ -238,13 +249,18 @@ class CdnBucket:
 				f"upload of {path!r} could not be confirmed: another version replaced it meanwhile",
 				path,
 			)
-		if stored.size == size and (
-			stored.etag == md5 if self.config.etag_is_md5 else stored.sha256 == digest
-		):
+		if stored.size == size and stored.etag == md5:
+			self._saw_etag(True)
 			return stored
+		if stored.size == size and stored.sha256 == digest:
+			if self.config.etag_is_md5 is False:
+				return stored
+			if self.get(path) == data:
+				self._saw_etag(False)
+				return stored
 		if stored.sha256 == digest:
-			# Our own upload, stored damaged (a server that skipped the Content-MD5 check): serving
-			# nothing is better than serving wrong bytes, and the next attempt uploads it again.
+			# Our upload, stored damaged (a server that skipped the Content-MD5 check): nothing is
+			# better than wrong bytes, and the next attempt uploads it again.
 			self.delete(path)
 		raise CdnError(
 			CdnErrorKind.CHECKSUM_MISMATCH,
@@ -252,6 +268,11 @@ class CdnBucket:
 			f"(ETag {stored.etag}) for {size} bytes (MD5 {md5}) sent",
 			path,
 		)
+
+	def _saw_etag(self, is_md5: bool) -> None:
+		"""Once one object's ETag was not its MD5, the store is taken for one that does that."""
+		if self.etag_is_md5_seen is not False:
+			self.etag_is_md5_seen = is_md5
 
 	def head(self, path: str) -> StoredObject | None:
 		"""The stored object of `path`, or None if there is none."""
@@ -366,6 +387,7 @@ class CdnBucket:
 		payload = canonical.dumps({"probe": key, "at": time.time()})
 		bucket = self.config.bucket
 		steps: list[ProbeStep] = []
+		written_etag: list[str] = []
 
 		def step(name: str, action: Any) -> bool:
 			started = time.monotonic()
@@ -378,7 +400,7 @@ class CdnBucket:
 			return True
 
 		def write() -> None:
-			self._call(
+			response = self._call(
 				"test write",
 				None,
 				self.client.put_object,
@@ -390,6 +412,7 @@ class CdnBucket:
 				),
 				ContentType=CONTENT_TYPE,
 			)
+			written_etag.append(str(response.get("ETag", "")).strip('"'))
 
 		def read() -> None:
 			response = self._call("test read", None, self.client.get_object, Bucket=bucket, Key=key)
@@ -397,6 +420,8 @@ class CdnBucket:
 				raise CdnError(
 					CdnErrorKind.CHECKSUM_MISMATCH, "test read returned other bytes than were written"
 				)
+			# The bytes came back as written: now the ETag tells what kind of store this is.
+			self._saw_etag(written_etag[0] == hashlib.md5(payload, usedforsecurity=False).hexdigest())
 
 		def listing() -> None:
 			self._call("test list", None, self.client.list_objects_v2, Bucket=bucket, Prefix=key, MaxKeys=1)

@@ -81,7 +81,7 @@ def verify(root: str | os.PathLike, bucket: CdnBucket, prefix: str = "") -> Veri
 	unseen = local_files(root, prefix)
 	report = VerifyReport(prefix=prefix, local_count=len(unseen))
 	# With an MD5 ETag the listing alone proves the bytes; otherwise each object's SHA-256 metadata is read.
-	by_etag = bucket.config.etag_is_md5
+	by_etag = bucket.config.etag_is_md5 is not False
 	algorithm = "md5" if by_etag else "sha256"
 	with ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="cdn-verify") as pool:
 		hashes = {path: pool.submit(_digest_or_none, root / path, algorithm) for path in unseen}

@@ -1,0 +1,322 @@
+"""The publishing pipeline as a student meets it: every link answers with the right bytes at every moment.
+
+Content is saved through documents; the CDN is a real moto bucket whose public URL is the CDN Base
+URL, reached through a fault proxy where faults matter; local URLs are served by the real dev server.
+A walk starts from the URL the API gives for a manifest and follows every link in every file,
+asserting each GET answers 200 with the local file's exact bytes.
+"""
+
+import time
+import unittest
+from urllib.parse import unquote
+
+import frappe
+import requests
+
+from memora_storage import api, cdn_sync, content_files, delivery, jobs, settings
+from memora_storage.tests.utils import (
+	S3_ENDPOINT,
+	S3_SKIP_REASON,
+	ContentTestCase,
+	fault_proxy,
+	s3_client,
+	set_cdn_settings,
+	start_dev_server,
+	start_worker,
+	stop,
+	use_endpoint,
+)
+
+PREFIX = "content"
+
+
+@unittest.skipUnless(S3_ENDPOINT, S3_SKIP_REASON)
+class TestPublishing(ContentTestCase):
+	@classmethod
+	def setUpClass(cls) -> None:
+		super().setUpClass()
+		cls.server, cls.base = start_dev_server()
+
+	@classmethod
+	def tearDownClass(cls) -> None:
+		stop(cls.server)
+		super().tearDownClass()
+
+	def setUp(self) -> None:
+		super().setUp()
+		self.bucket = f"memora-pub-{self.tag.lower()}"
+		s3_client().create_bucket(Bucket=self.bucket)
+		self.proxy = fault_proxy(S3_ENDPOINT)
+		self.cdn_base = f"{self.proxy.url}/{self.bucket}/{PREFIX}"
+		self.use(self.proxy.url)
+		frappe.db.delete("Content File")
+		frappe.db.commit()
+		delivery.rebuild()
+		self.http = requests.Session()
+
+	def tearDown(self) -> None:
+		self.proxy.stop()
+		super().tearDown()
+
+	def use(self, endpoint: str, **values) -> None:
+		"""The CDN on, its base URL the bucket's public URL through the proxy; local URLs on the dev server."""
+		use_endpoint(
+			endpoint,
+			self.bucket,
+			key_prefix=PREFIX,
+			cdn_base_url=self.cdn_base,
+			local_domain=self.base,
+			**values,
+		)
+
+	def tree(self, subjects: int = 2, units: int = 3) -> tuple[str, list[str], list[str]]:
+		plan = self.make("Plan", f"plan-{self.tag}", commit=False).name
+		subject_names, unit_names = [], []
+		for s in range(subjects):
+			subject = self.make("Subject", f"subject-{self.tag}-{s}", commit=False, plan=plan).name
+			subject_names.append(subject)
+			for u in range(units):
+				name = f"وحدة {self.tag} {s}-{u}" if u == 0 else f"unit-{self.tag}-{s}-{u}"
+				unit_names.append(self.make("Unit", name, commit=False, subject=subject, body=f"b {name}").name)
+		frappe.db.commit()
+		return plan, subject_names, unit_names
+
+	def path_of_url(self, url: str) -> tuple[str, str]:
+		"""('cdn' or 'local', content path) of a URL the app handed out."""
+		for where, base in (("cdn", self.cdn_base), ("local", f"{self.base}/files/memora_content")):
+			if url.startswith(base + "/"):
+				return where, unquote(url[len(base) + 1 :])
+		self.fail(f"{url} is neither a CDN nor a local content URL")
+
+	def fetch(self, url: str) -> tuple[str, bytes]:
+		"""GET a handed-out URL and assert it answers 200 with the local file's exact bytes."""
+		where, path = self.path_of_url(url)
+		response = self.http.get(url, timeout=30)
+		self.assertEqual(response.status_code, 200, f"{url} ({where})")
+		self.assertEqual(response.content, self.store.read(path), f"{url} ({where}) differs from {path}")
+		return where, response.content
+
+	def walk(self, plan: str) -> dict[str, str]:
+		"""Follow every link from the API's manifest URL; returns path → where it was served from."""
+		seen = {}
+		manifest_url = api.get_content_url(f"plans/{plan}/manifest.json")
+		todo = [manifest_url]
+		while todo:
+			url = todo.pop()
+			where, body = self.fetch(url)
+			seen[self.path_of_url(url)[1]] = where
+			data = frappe.parse_json(body.decode())
+			for key in ("subjects", "units"):
+				todo += [link["url"] for link in data.get(key, [])]
+		return seen
+
+	def drain(self) -> dict[str, int]:
+		return cdn_sync.drain()
+
+	def test_student_walk_right_after_saves_then_through_the_cdn(self):
+		plan, subjects, units = self.tree()
+		# Right after the burst of saves, before any drain: everything is local, and all of it answers.
+		seen = self.walk(plan)
+		self.assertEqual(len(seen), 1 + len(subjects) + len(units))
+		self.assertEqual(set(seen.values()), {"local"})
+		counts = self.drain()
+		self.assertEqual(counts["synced"], len(seen))
+		self.assertEqual(counts["claimed"], len(seen))  # one PUT each: parents waited for their children
+		# Drained: the API and every link name the CDN, in FR-007's exact form, and it serves each version.
+		seen = self.walk(plan)
+		self.assertEqual(set(seen.values()), {"cdn"})
+		self.assertEqual(api.get_content_url(f"units/{units[1]}.json"), f"{self.cdn_base}/units/{units[1]}.json")
+		# An edit: the unit, its subject and the manifest that lists the subject move back here at once.
+		doc = frappe.get_doc("Unit", units[0])
+		self.edit(doc, body="edited")
+		seen = self.walk(plan)
+		subject_path = f"plans/{plan}/subjects/{subjects[0]}.json"
+		for path in (f"units/{units[0]}.json", subject_path, f"plans/{plan}/manifest.json"):
+			self.assertEqual(seen[path], "local", path)
+		self.assertEqual(seen[f"units/{units[1]}.json"], "cdn")
+		self.assertEqual(seen[f"plans/{plan}/subjects/{subjects[1]}.json"], "cdn")
+		self.drain()
+		self.assertEqual(set(self.walk(plan).values()), {"cdn"})
+
+	def test_children_reach_the_cdn_before_the_files_listing_them(self):
+		plan, subjects, units = self.tree()
+		order = []
+		original = cdn_sync.Uploader.upload_many
+
+		def recording(uploader, paths, *args, **kwargs):
+			paths = list(paths)
+			order.append(paths)
+			return original(uploader, paths, *args, **kwargs)
+
+		cdn_sync.Uploader.upload_many = recording
+		try:
+			self.drain()
+		finally:
+			cdn_sync.Uploader.upload_many = original
+		passes = {path: n for n, paths in enumerate(order) for path in paths}
+		for unit in units:
+			subject = frappe.db.get_value("Unit", unit, "subject")
+			self.assertLess(passes[f"units/{unit}.json"], passes[f"plans/{plan}/subjects/{subject}.json"])
+		for subject in subjects:
+			self.assertLess(passes[f"plans/{plan}/subjects/{subject}.json"], passes[f"plans/{plan}/manifest.json"])
+		self.assertEqual(sum(len(paths) for paths in order), 1 + len(subjects) + len(units))
+
+	def test_a_delete_reaches_the_cdn_after_the_parent_stops_listing_it(self):
+		plan, subjects, units = self.tree(subjects=1, units=2)
+		self.drain()
+		unit_path = f"units/{units[1]}.json"
+		frappe.delete_doc("Unit", units[1])
+		frappe.db.commit()
+		self.proxy.set_fault(503)  # the subject's new version cannot reach the CDN yet
+		self.drain()
+		self.proxy.clear()
+		s3 = s3_client()
+		# The CDN's subject still lists the unit, so the unit's object is still there and answers.
+		self.assertEqual(s3.head_object(Bucket=self.bucket, Key=f"{PREFIX}/{unit_path}")["ContentLength"] > 0, True)
+		self.assertEqual(set(self.walk(plan).values()) - {"cdn", "local"}, set())
+		row = frappe.db.get_value("Content File", content_files.row_name(unit_path), ["sync_status", "attempts"], as_dict=True)
+		self.assertEqual((row.sync_status, row.attempts), ("Pending", 0))  # waiting, never tried
+		frappe.db.set_value("Content File", {"sync_status": "Pending"}, "next_attempt_at", frappe.utils.now_datetime())
+		frappe.db.commit()
+		self.drain()
+		with self.assertRaises(s3.exceptions.ClientError):
+			s3.head_object(Bucket=self.bucket, Key=f"{PREFIX}/{unit_path}")
+		self.assertFalse(frappe.db.exists("Content File", content_files.row_name(unit_path)))
+		self.assertEqual(set(self.walk(plan).values()), {"cdn"})
+
+	def test_new_and_edited_content_is_reachable_at_once_while_the_endpoint_is_down(self):
+		plan, subjects, units = self.tree(subjects=1, units=2)
+		self.drain()
+		self.proxy.stop()  # connections refused, nobody touches the settings
+		doc = frappe.get_doc("Unit", units[0])
+		self.edit(doc, body="edited during the outage")
+		new = self.make("Unit", f"new-{self.tag}", subject=subjects[0], body="new during the outage").name
+		subject_file = frappe.parse_json(self.store.read(f"plans/{plan}/subjects/{subjects[0]}.json").decode())
+		links = {link["name"]: link["url"] for link in subject_file["units"]}
+		for name in (units[0], new):
+			for url in (api.get_content_url(f"units/{name}.json"), links[name]):
+				self.assertEqual(self.fetch(url)[0], "local", url)
+		outcome = self.drain()
+		self.assertGreater(outcome["retry"], 0)
+		self.assertEqual(self.fetch(api.get_content_url(f"units/{new}.json"))[0], "local")
+
+	def test_student_walk_never_fails_while_a_slow_endpoint_drains(self):
+		plan, _subjects, _units = self.tree(subjects=2, units=4)
+		self.proxy.delay = 1.0
+		self.proxy.set_fault("slow-put")
+		worker = start_worker()
+		try:
+			jobs.request_drain()
+			walks, deadline = 0, time.monotonic() + 120
+			while time.monotonic() < deadline:
+				frappe.db.rollback()  # see the worker's commits
+				seen = self.walk(plan)
+				walks += 1
+				if set(seen.values()) == {"cdn"}:
+					break
+				time.sleep(0.2)
+			self.assertEqual(set(seen.values()), {"cdn"})
+			self.assertGreater(walks, 3)  # walked while PUTs were held, every time with the right bytes
+		finally:
+			stop(worker)
+
+	def test_quick_flips_converge_on_the_last_settings(self):
+		plan, _subjects, _units = self.tree(subjects=2, units=3)
+		self.drain()
+		worker = start_worker()
+		try:
+			for fallback in (1, 0, 1, 0, 1):  # within about a second, with a relink running meanwhile
+				self.use(self.proxy.url, local_fallback_mode=fallback)
+			self.wait_quiet()
+			seen = self.walk(plan)
+			self.assertEqual(set(seen.values()), {"local"})
+			self.assert_links_follow(local=True)
+			self.use(self.proxy.url, local_fallback_mode=0)
+			self.use(self.proxy.url, local_fallback_mode=1)
+			self.use(self.proxy.url, local_fallback_mode=0)
+			self.wait_quiet()
+			self.assertEqual(set(self.walk(plan).values()), {"cdn"})
+			self.assert_links_follow(local=False)
+		finally:
+			stop(worker)
+
+	def wait_quiet(self, timeout: float = 120) -> None:
+		"""Until no relink or drain is asked for or running and nothing is due."""
+		from frappe.utils.background_jobs import get_queue
+
+		deadline = time.monotonic() + timeout
+		quiet_since = None
+		while time.monotonic() < deadline:
+			frappe.db.rollback()
+			queue = get_queue("long")
+			busy = (
+				jobs.is_requested(jobs.RELINK)
+				or jobs.is_requested(jobs.DRAIN)
+				or any(job.kwargs.get("site") == frappe.local.site for job in queue.jobs)
+				or queue.started_job_registry.count
+				or frappe.db.count("Content File", {"sync_status": ["in", ["Pending", "Syncing"]]})
+			)
+			if busy:
+				quiet_since = None
+			elif quiet_since is None:
+				quiet_since = time.monotonic()
+			elif time.monotonic() - quiet_since > 1.5:
+				return
+			time.sleep(0.2)
+		self.fail("the site's jobs did not settle")
+
+	def assert_links_follow(self, local: bool) -> None:
+		"""Every link in every file points where the settings (and each child's delivery) say."""
+		for row in frappe.get_all("Content File", filters={"local_status": "Written"}, pluck="path"):
+			data = frappe.parse_json(self.store.read(row).decode())
+			for link in [*data.get("subjects", []), *data.get("units", [])]:
+				where, _path = self.path_of_url(link["url"])
+				self.assertEqual(where, "local" if local else "cdn", f"{row}: {link['url']}")
+
+	def test_jinja_helper_serves_a_busy_page_without_429(self):
+		"""2,000 resolver calls in one request, 15 views from one IP: the Jinja helper is never rate-limited."""
+		route = f"memora-urls-{self.tag}"
+		page = frappe.get_doc(
+			{
+				"doctype": "Web Page",
+				"title": route,
+				"route": route,
+				"published": 1,
+				"dynamic_template": 1,
+				"content_type": "HTML",
+				"main_section_html": '{% for i in range(2000) %}<a href="{{ get_content_url("units/U" ~ i ~ ".json") }}">u</a>{% endfor %}',
+			}
+		).insert()
+		self.created.append(("Web Page", page.name))
+		frappe.db.commit()
+		for view in range(15):
+			response = self.http.get(f"{self.base}/{route}", timeout=60)
+			self.assertEqual(response.status_code, 200, f"view {view + 1}: {response.text[:300]}")
+			self.assertEqual(response.text.count(f"{self.cdn_base}/units/U"), 2000)
+		settings.get_settings()  # the site still answers normally
+
+
+@unittest.skipUnless(S3_ENDPOINT, S3_SKIP_REASON)
+class TestStoresWithoutMd5Etags(ContentTestCase):
+	def test_a_kms_bucket_is_detected_and_nothing_we_stored_is_deleted(self):
+		bucket = f"memora-kms-{self.tag.lower()}"
+		s3 = s3_client()
+		s3.create_bucket(Bucket=bucket)
+		proxy = fault_proxy(S3_ENDPOINT)
+		try:
+			proxy.set_fault("kms-etag")  # as SSE-KMS answers: the ETag is not the MD5 of the bytes
+			use_endpoint(proxy.url, bucket, key_prefix=PREFIX, etag_behaviour="")
+			frappe.db.delete("Content File")
+			frappe.db.commit()
+			_plan, _subject, _units = self.make_tree()
+			counts = cdn_sync.drain()
+			self.assertEqual((counts["synced"], counts["retry"]), (4, 0))
+			self.assertEqual(frappe.db.get_single_value("CDN Settings", "etag_behaviour"), "Not the MD5")
+			for row in frappe.get_all("Content File", fields=["path", "sync_status", "sha256", "synced_sha256"]):
+				self.assertEqual((row.sync_status, row.synced_sha256), ("Synced", row.sha256), row.path)
+				body = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/{row.path}")["Body"].read()
+				self.assertEqual(body, self.store.read(row.path), row.path)
+			self.assertEqual(cdn_sync.verify_bucket().status, "Healthy")
+		finally:
+			proxy.stop()
+			set_cdn_settings()
