@@ -133,7 +133,11 @@ def run_pass(bucket: CdnBucket, now: datetime.datetime | None = None) -> dict[st
 		now,
 	)
 	frappe.db.commit()
-	landed = {row.path: row.sha256 for row in rows if outcomes[row.name] == "synced" and row.sync_operation == "Upload"}
+	landed = {
+		row.path: sent[row.path].sha256
+		for row in rows
+		if outcomes[row.name] == "synced" and row.sync_operation == "Upload"
+	}
 	delivery.promote(landed)
 	delivery.forget(row.path for row in rows if outcomes[row.name] == "synced" and row.sync_operation == "Delete")
 	for outcome in outcomes.values():

@@ -30,6 +30,14 @@ from memora_storage.tests.utils import (
 PREFIX = "content"
 
 
+def public_bucket(bucket: str) -> None:
+	"""A bucket that anyone may read, as one behind a CDN is (moto refuses anonymous GETs otherwise)."""
+	s3 = s3_client()
+	s3.create_bucket(Bucket=bucket)
+	statement = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}
+	s3.put_bucket_policy(Bucket=bucket, Policy=frappe.as_json({"Version": "2012-10-17", "Statement": [statement]}))
+
+
 @unittest.skipUnless(S3_ENDPOINT, S3_SKIP_REASON)
 class TestPublishing(ContentTestCase):
 	@classmethod
@@ -45,7 +53,7 @@ class TestPublishing(ContentTestCase):
 	def setUp(self) -> None:
 		super().setUp()
 		self.bucket = f"memora-pub-{self.tag.lower()}"
-		s3_client().create_bucket(Bucket=self.bucket)
+		public_bucket(self.bucket)
 		self.proxy = fault_proxy(S3_ENDPOINT)
 		self.cdn_base = f"{self.proxy.url}/{self.bucket}/{PREFIX}"
 		self.use(self.proxy.url)
@@ -301,7 +309,7 @@ class TestStoresWithoutMd5Etags(ContentTestCase):
 	def test_a_kms_bucket_is_detected_and_nothing_we_stored_is_deleted(self):
 		bucket = f"memora-kms-{self.tag.lower()}"
 		s3 = s3_client()
-		s3.create_bucket(Bucket=bucket)
+		public_bucket(bucket)
 		proxy = fault_proxy(S3_ENDPOINT)
 		try:
 			proxy.set_fault("kms-etag")  # as SSE-KMS answers: the ETag is not the MD5 of the bytes
@@ -316,7 +324,8 @@ class TestStoresWithoutMd5Etags(ContentTestCase):
 				self.assertEqual((row.sync_status, row.synced_sha256), ("Synced", row.sha256), row.path)
 				body = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/{row.path}")["Body"].read()
 				self.assertEqual(body, self.store.read(row.path), row.path)
-			self.assertEqual(cdn_sync.verify_bucket().status, "Healthy")
+			report = cdn_sync.verify_bucket()
+			self.assertEqual(report.status, "Healthy", report.summary)
 		finally:
 			proxy.stop()
 			set_cdn_settings()
