@@ -110,9 +110,12 @@ class RenderContext:
 	url_settings: UrlSettings
 
 	def urls(self, paths_: list[str]) -> list[str]:
-		"""Links to these paths: the CDN only for those whose current version it holds (one Redis call)."""
-		on_cdn = delivery.states_of(paths_) if self.url_settings.uses_cdn else [None] * len(paths_)
-		return [resolve_url(path, self.url_settings, state) for path, state in zip(paths_, on_cdn)]
+		"""Links to these paths: the CDN only for those whose current version it holds (one Redis call).
+
+		A child with no Content File row yet has not been written: it is local, whatever the settings.
+		"""
+		on_cdn = delivery.states_of(paths_) if self.url_settings.uses_cdn else [False] * len(paths_)
+		return [resolve_url(path, self.url_settings, bool(state)) for path, state in zip(paths_, on_cdn)]
 
 	def is_current(self) -> bool:
 		"""False once a settings save changed where URLs point since this snapshot was taken."""
