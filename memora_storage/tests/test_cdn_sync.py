@@ -5,9 +5,6 @@ The endpoint is a moto server on 127.0.0.1 whose URL `run-tests` passes in MEMOR
 """
 
 import datetime
-import os
-import subprocess
-import sys
 import time
 import unittest
 
@@ -23,6 +20,8 @@ from memora_storage.tests.utils import (
 	closed_port_url,
 	ensure_outgoing_email_account,
 	s3_client,
+	start_worker,
+	stop,
 	use_endpoint,
 )
 
@@ -69,12 +68,7 @@ class TestCdnSync(ContentTestCase):
 
 	def test_real_worker_uploads_after_commit(self):
 		"""The after-commit job, run by a real RQ worker process of the bench."""
-		worker = subprocess.Popen(
-			[sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "worker"],
-			cwd=os.path.abspath(frappe.local.sites_path),
-			stdout=subprocess.DEVNULL,
-			stderr=subprocess.DEVNULL,
-		)
+		worker = start_worker()
 		try:
 			_plan, _subject, units = self.make_tree()
 			path = f"units/{units[0].name}.json"
@@ -88,8 +82,7 @@ class TestCdnSync(ContentTestCase):
 				frappe.db.rollback()  # see the worker's commits
 			self.assertEqual(self.pending(), [])
 		finally:
-			worker.terminate()
-			worker.wait(timeout=30)
+			stop(worker)
 
 	def test_outage_follows_the_schedule_then_fails_alerts_and_retry_recovers(self):
 		ensure_outgoing_email_account()

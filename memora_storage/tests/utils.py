@@ -64,6 +64,8 @@ def start_worker() -> subprocess.Popen:
 	return subprocess.Popen(
 		[sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "worker"],
 		cwd=os.path.abspath(frappe.local.sites_path),
+		# The queue this site enqueues to, which its site_config may set apart from the bench's.
+		env={**os.environ, "FRAPPE_REDIS_QUEUE": frappe.conf.redis_queue},
 		stdout=subprocess.DEVNULL,
 		stderr=subprocess.DEVNULL,
 	)
