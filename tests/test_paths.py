@@ -87,21 +87,22 @@ def test_names_over_255_bytes_are_refused(name: str) -> None:
 
 
 def test_longest_accepted_name_can_really_be_written_kept_and_rolled_back(store: ContentStore) -> None:
-	"""A name the rules accept must survive the store's `.NAME.XXXXXXXX.tmp` and `NAME.prev` decorations."""
+	"""A name the rules accept must survive the store's `NAME.prev` decoration (temp names are fixed-size)."""
 	name = "ع" * ((paths.MAX_NAME_BYTES - 5) // 2) + "x" * ((paths.MAX_NAME_BYTES - 5) % 2) + ".json"
-	assert len(name.encode()) == paths.MAX_NAME_BYTES
+	assert len(name.encode()) == paths.MAX_NAME_BYTES == 250
 	path = f"units/{name}"
 	store.write(path, b"one\n")
 	store.write(path, b"two\n")
 	store.rollback(path)
 	assert store.read(path) == b"one\n"
-	assert sorted(os.listdir(store.root / "units")) == [name, name + ".prev"]
+	assert sorted(os.listdir(store.root / "units")) == [name]
+	assert sorted(os.listdir(store.private_root / "prev" / "units")) == [name + ".prev"]
 
 
-def test_names_too_long_for_the_stores_decorations_are_refused_before_any_write(store: ContentStore) -> None:
-	"""255 bytes fit a file system, but not once the store adds its temp-file decoration."""
-	name = "a" * (255 - 5) + ".json"
-	with pytest.raises(InvalidPathError, match=re.escape("temporary and '.prev' copies")):
+def test_names_too_long_for_the_prev_are_refused_before_any_write(store: ContentStore) -> None:
+	"""255 bytes fit a file system, but not once the store adds `.prev`."""
+	name = "a" * (255 - 5 - 4) + ".json"
+	with pytest.raises(InvalidPathError, match=re.escape("less room for the '.prev' copy")):
 		store.write(f"units/{name}", b"{}\n")
 	assert not (store.root / "units").exists()
 
@@ -243,7 +244,19 @@ def test_is_content_file(name: str, expected: bool) -> None:
 
 
 def test_content_root_and_prev_path(tmp_path: Path) -> None:
-	assert (
-		paths.content_root(tmp_path / "site1") == tmp_path / "site1" / "public" / "files" / "memora_content"
+	site = tmp_path / "site1"
+	assert paths.content_root(site) == site / "public" / "files" / "memora_content"
+	assert paths.private_root(site) == site / "private" / "memora_content"
+	assert paths.prev_path(paths.private_root(site), "plans/P1/manifest.json") == (
+		site / "private" / "memora_content" / "prev" / "plans" / "P1" / "manifest.json.prev"
 	)
-	assert paths.prev_path(tmp_path / "m.json") == tmp_path / "m.json.prev"
+	with pytest.raises(InvalidPathError):
+		paths.prev_path(paths.private_root(site), "../site_config.json")
+
+
+def test_default_private_root(tmp_path: Path) -> None:
+	"""A site's content root maps to the site's private folder, never `private/files` (which Frappe
+	serves); any other root gets a sibling."""
+	site = tmp_path / "sites" / "site1"
+	assert paths.default_private_root(paths.content_root(site)) == site / "private" / "memora_content"
+	assert paths.default_private_root(tmp_path / "content") == tmp_path / "content.private"

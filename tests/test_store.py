@@ -1,13 +1,16 @@
-"""The content store on a real directory: atomic writes, `.prev` rotation, deletes, rollback, file modes,
-cross-process locking, and the deterministic JSON bytes that make hashes comparable with the CDN."""
+"""The content store on a real directory: atomic writes, `.prev` rotation under the private root, deletes,
+rollback, file modes, cross-process locking, and the deterministic JSON bytes that make hashes comparable
+with the CDN."""
 
 import datetime
 import decimal
+import errno
 import hashlib
 import json
 import multiprocessing
 import os
 import re
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +32,19 @@ def store(tmp_path: Path) -> ContentStore:
 
 def listing(folder: Path) -> list[str]:
 	return sorted(os.listdir(folder))
+
+
+def prev(store: ContentStore, path: str = PATH) -> Path:
+	return paths.prev_path(store.private_root, path)
+
+
+def private_files(store: ContentStore) -> list[str]:
+	"""Every file under the private root, relative to it."""
+	return sorted(
+		os.path.relpath(os.path.join(folder, name), store.private_root)
+		for folder, _, files in os.walk(store.private_root)
+		for name in files
+	)
 
 
 # --- canonical JSON -----------------------------------------------------------------------------------------
@@ -102,6 +118,7 @@ def test_write_then_read(store: ContentStore) -> None:
 def test_first_write_keeps_no_prev(store: ContentStore) -> None:
 	store.write(PATH, b"v1\n")
 	assert listing(store.root / "plans" / "P1") == ["manifest.json"]
+	assert private_files(store) == []
 
 
 def test_overwrite_keeps_previous_version_as_prev(store: ContentStore) -> None:
@@ -109,11 +126,50 @@ def test_overwrite_keeps_previous_version_as_prev(store: ContentStore) -> None:
 	store.write(PATH, b"v1\n")
 	store.write(PATH, b"v2 longer\n")
 	assert target.read_bytes() == b"v2 longer\n"
-	assert paths.prev_path(target).read_bytes() == b"v1\n"
+	assert prev(store).read_bytes() == b"v1\n"
 	store.write(PATH, b"v3\n")
 	assert target.read_bytes() == b"v3\n"
-	assert paths.prev_path(target).read_bytes() == b"v2 longer\n"
-	assert listing(target.parent) == ["manifest.json", "manifest.json.prev"]
+	assert prev(store).read_bytes() == b"v2 longer\n"
+	assert listing(target.parent) == ["manifest.json"]
+	assert private_files(store) == ["prev/plans/P1/manifest.json.prev"]  # no temp file left either
+
+
+def test_prev_is_outside_the_public_tree_of_a_site(tmp_path: Path) -> None:
+	"""What nginx serves is `public/`; `.prev` and temp files go to `private/memora_content`, which it
+	never serves (nor Frappe, which serves `private/files` only)."""
+	site = tmp_path / "sites" / "site1"
+	store = ContentStore(paths.content_root(site), site / "locks")
+	assert store.private_root == site / "private" / "memora_content"
+	store.write(PATH, b"v1\n")
+	store.write(PATH, b"v2\n")
+	backup = prev(store)
+	assert backup == site / "private" / "memora_content" / "prev" / "plans" / "P1" / "manifest.json.prev"
+	assert backup.read_bytes() == b"v1\n"
+	public = [os.path.join(folder, name) for folder, _, files in os.walk(site / "public") for name in files]
+	assert public == [str(store.root / PATH)]
+
+
+def test_the_prev_is_a_hard_link_of_the_version_it_keeps(store: ContentStore) -> None:
+	"""Keeping `.prev` costs a link, not a copy: the same filesystem holds both roots."""
+	store.write(PATH, b"v1\n")
+	before = os.stat(store.root / PATH)
+	store.write(PATH, b"v2\n")
+	assert os.stat(prev(store)).st_ino == before.st_ino
+	assert os.stat(prev(store)).st_nlink == 1
+
+
+def test_a_private_root_inside_the_content_root_is_refused(tmp_path: Path) -> None:
+	with pytest.raises(ValueError, match="must not contain each other"):
+		ContentStore(tmp_path / "content", tmp_path / "locks", private_root=tmp_path / "content" / "private")
+	with pytest.raises(ValueError, match="must not contain each other"):
+		ContentStore(tmp_path / "content", tmp_path / "locks", private_root=tmp_path)
+
+
+def test_an_explicit_private_root_is_used(tmp_path: Path) -> None:
+	store = ContentStore(tmp_path / "content", tmp_path / "locks", private_root=tmp_path / "elsewhere")
+	store.write(PATH, b"v1\n")
+	store.write(PATH, b"v2\n")
+	assert (tmp_path / "elsewhere" / "prev" / "plans" / "P1" / "manifest.json.prev").read_bytes() == b"v1\n"
 
 
 def test_identical_bytes_do_not_rotate_prev(store: ContentStore) -> None:
@@ -124,7 +180,7 @@ def test_identical_bytes_do_not_rotate_prev(store: ContentStore) -> None:
 	result = store.write(PATH, b"v2\n")
 	assert result.changed is False
 	assert result.sha256 == canonical.sha256(b"v2\n")
-	assert paths.prev_path(target).read_bytes() == b"v1\n"
+	assert prev(store).read_bytes() == b"v1\n"
 	after = os.stat(target)
 	assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), "file was rewritten"
 
@@ -133,6 +189,20 @@ def test_same_size_different_bytes_is_a_change(store: ContentStore) -> None:
 	store.write(PATH, b"aaaa\n")
 	assert store.write(PATH, b"bbbb\n").changed is True
 	assert store.read(PATH) == b"bbbb\n"
+
+
+@pytest.mark.parametrize("size", [300_000, 3_000_000])  # below and above the threaded check
+@pytest.mark.parametrize("where", [0, -1])  # the first and the last byte differ
+def test_large_files_are_compared_and_hashed_exactly(store: ContentStore, size: int, where: int) -> None:
+	old = bytes(range(256)) * (size // 256)
+	new = bytearray(old)
+	new[where] ^= 1
+	store.write(PATH, old)
+	assert store.write(PATH, old) == WriteResult(PATH, hashlib.sha256(old).hexdigest(), len(old), False)
+	result = store.write(PATH, bytes(new))
+	assert result == WriteResult(PATH, hashlib.sha256(new).hexdigest(), len(new), changed=True)
+	assert store.read(PATH) == new
+	assert prev(store).read_bytes() == old
 
 
 def test_empty_file_can_be_written(store: ContentStore) -> None:
@@ -151,6 +221,20 @@ def test_new_folders_are_0755_even_under_a_strict_umask(store: ContentStore) -> 
 		assert stat.S_IMODE((store.root / folder).stat().st_mode) == 0o755, folder
 
 
+def test_private_folders_are_0700_whatever_the_umask(store: ContentStore) -> None:
+	"""Nobody but the site's user enters the private root, so a backup is unreadable to other users."""
+	old_umask = os.umask(0o022)
+	try:
+		store.write(PATH, b"v1\n")
+		store.write(PATH, b"v2\n")
+	finally:
+		os.umask(old_umask)
+	for folder, dirs, _ in os.walk(store.private_root):
+		for name in dirs:
+			mode = stat.S_IMODE(os.stat(os.path.join(folder, name)).st_mode)
+			assert mode == 0o700, os.path.join(folder, name)
+
+
 def test_files_are_world_readable_0644_even_under_a_strict_umask(store: ContentStore) -> None:
 	"""nginx runs as another user: content must be 0644 whatever umask the worker has."""
 	old_umask = os.umask(0o077)
@@ -162,7 +246,7 @@ def test_files_are_world_readable_0644_even_under_a_strict_umask(store: ContentS
 	target = store.root / "plans" / "P1" / "manifest.json"
 	assert FILE_MODE == 0o644
 	assert stat.S_IMODE(os.stat(target).st_mode) == 0o644
-	assert stat.S_IMODE(os.stat(paths.prev_path(target)).st_mode) == 0o644
+	assert stat.S_IMODE(os.stat(prev(store)).st_mode) == 0o644  # a rollback brings it back into public
 
 
 def test_no_temp_files_are_left_behind(store: ContentStore) -> None:
@@ -170,13 +254,8 @@ def test_no_temp_files_are_left_behind(store: ContentStore) -> None:
 		store.write(PATH, canonical.dumps({"i": i, "pad": "x" * (i * 37)}))
 		store.write(f"units/U{i % 3}.json", canonical.dumps({"i": i}))
 	names = listing(store.root / "plans" / "P1") + listing(store.root / "units")
-	assert not [name for name in names if name.startswith(".") or name.endswith(".tmp")]
-	assert sorted(name for name in names if paths.is_content_file(name)) == [
-		"U0.json",
-		"U1.json",
-		"U2.json",
-		"manifest.json",
-	]
+	assert sorted(names) == ["U0.json", "U1.json", "U2.json", "manifest.json"]
+	assert listing(store.private_root / "tmp") == []
 
 
 def test_invalid_path_writes_nothing(store: ContentStore) -> None:
@@ -185,6 +264,7 @@ def test_invalid_path_writes_nothing(store: ContentStore) -> None:
 	with pytest.raises(InvalidPathError):
 		store.write("plans/P1/manifest.json.prev", b"x")
 	assert not store.root.exists()
+	assert not store.private_root.exists()
 	assert not store.root.parent.joinpath("escape.json").exists()
 
 
@@ -211,6 +291,7 @@ def test_remove_deletes_file_and_prev(store: ContentStore) -> None:
 	store.write("plans/P1/subjects/S1.json", b"s\n")
 	assert store.remove(PATH) is True
 	assert listing(store.root / "plans" / "P1") == ["subjects"]
+	assert not prev(store).exists()
 	assert store.read("plans/P1/subjects/S1.json") == b"s\n"
 	assert store.remove(PATH) is False
 
@@ -219,6 +300,15 @@ def test_remove_takes_an_orphaned_prev_too(store: ContentStore) -> None:
 	store.write(PATH, b"v1\n")
 	store.write(PATH, b"v2\n")
 	(store.root / PATH).unlink()
+	assert store.remove(PATH) is True
+	assert listing(store.root / "plans" / "P1") == []
+	assert private_files(store) == []
+
+
+def test_remove_takes_a_prev_left_beside_the_file_by_an_older_writer(store: ContentStore) -> None:
+	"""Until the patch has moved them, `.prev` files from before the private root sit in public."""
+	store.write(PATH, b"v1\n")
+	(store.root / (PATH + ".prev")).write_bytes(b"v0\n")
 	assert store.remove(PATH) is True
 	assert listing(store.root / "plans" / "P1") == []
 
@@ -234,11 +324,22 @@ def test_remove_tree_deletes_a_plan_folder_only(store: ContentStore) -> None:
 	store.write("plans/P1/subjects/S2.json", b"s2\n")
 	store.write("plans/P2/manifest.json", b"other\n")
 	store.write("plans/P10/manifest.json", b"prefix sibling\n")
+	store.write("plans/P2/manifest.json", b"other, again\n")
 	assert store.remove_tree("plans/P1") == 4  # manifest, its .prev, two subjects
 	assert not (store.root / "plans" / "P1").exists()
+	assert not (store.private_root / "prev" / "plans" / "P1").exists()
 	assert listing(store.root / "plans") == ["P10", "P2"]
-	assert store.read("plans/P2/manifest.json") == b"other\n"
+	assert store.read("plans/P2/manifest.json") == b"other, again\n"
+	assert prev(store, "plans/P2/manifest.json").read_bytes() == b"other\n"
 	assert store.remove_tree("plans/P1") == 0
+
+
+def test_remove_tree_takes_the_backups_of_a_folder_already_gone(store: ContentStore) -> None:
+	store.write(PATH, b"m1\n")
+	store.write(PATH, b"m2\n")
+	shutil.rmtree(store.root / "plans" / "P1")
+	assert store.remove_tree("plans/P1") == 1
+	assert private_files(store) == []
 
 
 def test_remove_tree_refuses_escapes(store: ContentStore) -> None:
@@ -260,9 +361,10 @@ def test_rollback_swaps_current_and_prev(store: ContentStore) -> None:
 	result = store.rollback(PATH)
 	assert result == WriteResult(PATH, canonical.sha256(b"old\n"), 4, changed=True)
 	assert target.read_bytes() == b"old\n"
-	assert paths.prev_path(target).read_bytes() == b"new!\n"
+	assert prev(store).read_bytes() == b"new!\n"
 	assert stat.S_IMODE(os.stat(target).st_mode) == 0o644
-	assert listing(target.parent) == ["manifest.json", "manifest.json.prev"]
+	assert listing(target.parent) == ["manifest.json"]
+	assert private_files(store) == ["prev/plans/P1/manifest.json.prev"]
 
 
 def test_rollback_twice_restores(store: ContentStore) -> None:
@@ -272,8 +374,8 @@ def test_rollback_twice_restores(store: ContentStore) -> None:
 	store.rollback(PATH)
 	store.rollback(PATH)
 	assert target.read_bytes() == b"new\n"
-	assert paths.prev_path(target).read_bytes() == b"old\n"
-	assert listing(target.parent) == ["manifest.json", "manifest.json.prev"]
+	assert prev(store).read_bytes() == b"old\n"
+	assert listing(target.parent) == ["manifest.json"]
 
 
 def test_rollback_without_prev_fails_clearly_and_changes_nothing(store: ContentStore) -> None:
@@ -284,6 +386,17 @@ def test_rollback_without_prev_fails_clearly_and_changes_nothing(store: ContentS
 		store.rollback(PATH)
 	assert store.read(PATH) == b"only\n"
 	assert listing(store.root / "plans" / "P1") == ["manifest.json"]
+	assert private_files(store) == []
+
+
+def test_rollback_of_a_removed_file_fails_and_keeps_its_prev(store: ContentStore) -> None:
+	store.write(PATH, b"a\n")
+	store.write(PATH, b"b\n")
+	(store.root / PATH).unlink()
+	with pytest.raises(FileOperationError, match=r"could not roll back content file .+: no such file"):
+		store.rollback(PATH)
+	assert prev(store).read_bytes() == b"a\n"
+	assert listing(store.root / "plans" / "P1") == []
 
 
 def test_write_after_rollback_keeps_rolled_back_version_as_prev(store: ContentStore) -> None:
@@ -292,7 +405,57 @@ def test_write_after_rollback_keeps_rolled_back_version_as_prev(store: ContentSt
 	store.rollback(PATH)
 	store.write(PATH, b"c\n")
 	assert store.read(PATH) == b"c\n"
-	assert (store.root / (PATH + ".prev")).read_bytes() == b"a\n"
+	assert prev(store).read_bytes() == b"a\n"
+
+
+def test_without_hard_links_the_prev_is_a_copy(store: ContentStore, monkeypatch: pytest.MonkeyPatch) -> None:
+	"""Some filesystems (vfat, some FUSE and SMB mounts) refuse link(2): `.prev` is then a fsynced copy."""
+	store.write(PATH, b"v1\n")
+	real_link = os.link
+
+	def no_link(source, target, *args, **kwargs):
+		if kwargs.get("src_dir_fd") is not None:  # the link of the current file
+			raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+		return real_link(source, target, *args, **kwargs)
+
+	monkeypatch.setattr(os, "link", no_link)
+	store.write(PATH, b"v2\n")
+	assert prev(store).read_bytes() == b"v1\n"
+	assert os.stat(prev(store)).st_ino != os.stat(store.root / PATH).st_ino
+	assert stat.S_IMODE(os.stat(prev(store)).st_mode) == 0o644
+	store.rollback(PATH)
+	assert store.read(PATH) == b"v1\n"
+	assert prev(store).read_bytes() == b"v2\n"
+	assert private_files(store) == ["prev/plans/P1/manifest.json.prev"]
+
+
+def test_a_failed_rename_leaves_file_and_prev_as_they_were(
+	store: ContentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+	"""The `.prev` steps come before the file's rename; when that rename fails they are undone."""
+	store.write(PATH, b"v1\n")
+	store.write(PATH, b"v2\n")
+	real_replace = os.replace
+
+	def failing(source, target, *args, **kwargs):
+		if kwargs.get("dst_dir_fd") is not None:  # the rename into the public folder
+			raise OSError(errno.EIO, os.strerror(errno.EIO))
+		return real_replace(source, target, *args, **kwargs)
+
+	monkeypatch.setattr(os, "replace", failing)
+	for action in (lambda: store.write(PATH, b"v3\n"), lambda: store.rollback(PATH)):
+		with pytest.raises(FileOperationError):
+			action()
+		assert store.read(PATH) == b"v2\n"
+		assert prev(store).read_bytes() == b"v1\n"
+		assert private_files(store) == ["prev/plans/P1/manifest.json.prev"]
+	monkeypatch.setattr(os, "replace", real_replace)
+	store.write("units/U1.json", b"first\n")
+	monkeypatch.setattr(os, "replace", failing)
+	with pytest.raises(FileOperationError):
+		store.write("units/U1.json", b"second\n")
+	assert store.read("units/U1.json") == b"first\n"
+	assert not prev(store, "units/U1.json").exists()
 
 
 # --- the writer lock holds across processes ---------------------------------------------------------------------

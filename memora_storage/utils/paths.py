@@ -15,17 +15,22 @@ from urllib.parse import quote
 CONTENT_DIR = "memora_content"
 SITE_RELATIVE_ROOT = ("public", "files", CONTENT_DIR)
 LOCAL_URL_PREFIX = f"/files/{CONTENT_DIR}"
+# What must never be served (`.prev` backups, files being written) lives in `sites/SITE/private/`, on the
+# same filesystem so keeping a backup stays a hard link and a write stays one rename. Not under
+# `private/files`, which Frappe serves to whoever may read the File document.
+SITE_RELATIVE_PRIVATE_ROOT = ("private", CONTENT_DIR)
+PREV_DIR = "prev"  # {private root}/prev/{content path}.prev
+TEMP_DIR = "tmp"  # {private root}/tmp/{random}.tmp
 
 PREV_SUFFIX = ".prev"
+# Files named `.NAME.XXXXXXXX.tmp` are what writers before the private root left in the public tree.
 TEMP_PREFIX = "."
 TEMP_SUFFIX = ".tmp"
 
-# ext4, xfs and most network filesystems cap a file name at 255 bytes.
+# ext4, xfs and most network filesystems cap a file name at 255 bytes; the backup adds `.prev`, so a name
+# must leave room for it or it validates but can never be kept. Temp names do not derive from the name.
 MAX_SEGMENT_BYTES = 255
-# The store also writes every file as `.NAME.XXXXXXXX.tmp` (tempfile's 8 random characters) and keeps it as
-# `NAME.prev`, so a name must leave room for the longer decoration or it validates but can never be written.
-_TEMP_DECORATION_BYTES = len(TEMP_PREFIX) + len(".") + 8 + len(TEMP_SUFFIX)
-MAX_NAME_BYTES = MAX_SEGMENT_BYTES - max(_TEMP_DECORATION_BYTES, len(PREV_SUFFIX))
+MAX_NAME_BYTES = MAX_SEGMENT_BYTES - len(PREV_SUFFIX)
 MAX_PATH_CHARS = 1000
 
 
@@ -51,7 +56,7 @@ def validate_segment(segment: str, what: str = "name") -> str:
 	if len(segment.encode("utf-8")) > MAX_NAME_BYTES:
 		raise InvalidPathError(
 			f"{what} is longer than {MAX_NAME_BYTES} bytes (files allow {MAX_SEGMENT_BYTES}, "
-			f"less room for the temporary and '.prev' copies): {segment[:40]!r}…"
+			f"less room for the '.prev' copy): {segment[:40]!r}…"
 		)
 	return segment
 
@@ -92,6 +97,19 @@ def content_root(site_path: str | os.PathLike) -> Path:
 	return Path(site_path).joinpath(*SITE_RELATIVE_ROOT)
 
 
+def private_root(site_path: str | os.PathLike) -> Path:
+	"""Where a site keeps what must not be served: `sites/SITE/private/memora_content`."""
+	return Path(site_path).joinpath(*SITE_RELATIVE_PRIVATE_ROOT)
+
+
+def default_private_root(root: str | os.PathLike) -> Path:
+	"""The private root for a content root: the site's for a site's root, else a sibling `NAME.private`."""
+	root = Path(root)
+	if root.parts[-len(SITE_RELATIVE_ROOT) :] == SITE_RELATIVE_ROOT:
+		return private_root(root.parents[len(SITE_RELATIVE_ROOT) - 1])
+	return root.with_name(root.name + ".private")
+
+
 def resolve(root: str | os.PathLike, path: str) -> Path:
 	"""Absolute file path for a content path, guaranteed to lie under `root`."""
 	root = Path(root)
@@ -103,13 +121,13 @@ def resolve(root: str | os.PathLike, path: str) -> Path:
 	return target
 
 
-def prev_path(target: Path) -> Path:
-	"""Where the previous version of `target` is kept (FR-004)."""
-	return target.with_name(target.name + PREV_SUFFIX)
+def prev_path(private_root: str | os.PathLike, path: str) -> Path:
+	"""Where the previous version of content path `path` is kept (FR-004): under the private root."""
+	return Path(private_root, PREV_DIR, validate_relpath(path) + PREV_SUFFIX)
 
 
 def is_content_file(name: str) -> bool:
-	"""True for a content file name, False for `.prev` backups and in-flight temp files."""
+	"""True for a content file name, False for `.prev` backups and temp files (left in public by older writers)."""
 	return not (name.startswith(TEMP_PREFIX) or name.endswith(PREV_SUFFIX) or name.endswith(TEMP_SUFFIX))
 
 
