@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from memora_storage.utils import canonical
+from memora_storage.utils import canonical, paths
 from memora_storage.utils.paths import InvalidPathError, validate_relpath
 from memora_storage.utils.scan import ExpectedFile, HealthReport, full_scan, incremental_scan
 from memora_storage.utils.store import ContentStore
@@ -225,9 +225,10 @@ def plant_backups_and_temp_files(tree: Tree, rng: random.Random, missing: set[st
 
 
 def test_prev_and_temp_files_are_never_reported(tree: Tree) -> None:
+	"""Backups left in public by writers from before the private root, until the patch moves them."""
 	store = ContentStore(tree.root, tree.root.parent / "locks")
 	for record in tree.records[:30]:
-		store.write(record.path, render(record) + b" ")  # a rewrite leaves NAME.prev
+		store.write(record.path, render(record) + b" ")
 	rewritten = {record.path: render(record) + b" " for record in tree.records[:30]}
 	records = [replace(r, content=rewritten[r.path]) if r.path in rewritten else r for r in tree.records]
 	plant_backups_and_temp_files(tree, random.Random(7), set())
@@ -236,6 +237,29 @@ def test_prev_and_temp_files_are_never_reported(tree: Tree) -> None:
 	report = scan(tree, records)
 	assert report.ok, report.to_dict(limit=5)
 	assert report.files == 2000
+
+
+def test_the_private_tree_is_never_scanned(tmp_path: Path) -> None:
+	"""A site's backups and temp files live in `private/memora_content`, outside the root a scan walks:
+	neither a full nor an incremental scan reports or even counts them, however they look."""
+	site = tmp_path / "sites" / "site1"
+	tree = build_tree(paths.content_root(site))
+	store = ContentStore(tree.root, site / "locks")
+	for record in tree.records[:50]:
+		store.write(record.path, render(record) + b" ")  # 50 backups under private/memora_content/prev
+	rewritten = {record.path: render(record) + b" " for record in tree.records[:50]}
+	records = [replace(r, content=rewritten[r.path]) if r.path in rewritten else r for r in tree.records]
+	private = paths.private_root(site)
+	assert len(list((private / "prev").rglob("*.prev"))) == 50
+	(private / "tmp" / "0123456789abcdef.tmp").write_bytes(b"{ half writ")  # a killed writer's
+	(private / "prev" / "ghost.json").write_bytes(b"{}")  # would be an orphan, were it public
+
+	full = scan(tree, records)
+	assert full.ok, full.to_dict(limit=5)
+	assert (full.files, full.recent) == (2000, 0)
+	incremental = incremental_scan(tree.root, records, since=0, paths=["ghost.json"], min_orphan_age=0)
+	assert incremental.ok, incremental.to_dict(limit=5)
+	assert incremental.checked == 2000
 
 
 def test_a_fresh_render_decides_staleness_not_the_mtime(tree: Tree) -> None:

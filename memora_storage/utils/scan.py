@@ -8,8 +8,9 @@ Findings, per content path:
   it is older than its record's `modified`.
 
 Expected records are streamed, never held: a scan keeps sets of path strings only, so memory grows with
-the number of paths, not with documents or file contents. `.prev` backups and temp files are never
-content (paths.is_content_file), so they are never reported.
+the number of paths, not with documents or file contents. The store keeps `.prev` backups and temp files
+under its private root, outside the root a scan walks; those that writers from before it left in the
+public tree are never content either (paths.is_content_file), so they are never reported.
 
 Two scopes:
 - `full_scan` walks the whole root and judges every record: it finds every missing, orphaned, stale and

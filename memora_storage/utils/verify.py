@@ -1,8 +1,10 @@
 """Compare the local content files with the CDN bucket (SC-003, US3 AC2).
 
 One paginated listing of the bucket gives every object's size and ETag; local files are hashed by
-streaming, on a thread pool while the listing is still arriving. Only `.prev` backups and
-in-flight temp files are left out, so anything else on either side is reported.
+streaming, on a thread pool while the listing is still arriving. The walk covers the public content
+root only, so the store's backups and temp files (under its private root) are never listed; only
+`.prev` and temp files that writers from before it left in public are skipped by name. Anything else on
+either side is reported.
 """
 
 import hashlib
