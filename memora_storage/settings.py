@@ -58,9 +58,15 @@ def url_settings(values: dict | None = None) -> UrlSettings:
 
 
 def content_store() -> ContentStore:
-	"""The site's content store, guarded by the configured minimum free disk space."""
+	"""The site's content store, guarded by the configured minimum free disk space.
+
+	Backups and temp files go to `private/memora_content`, which nothing serves; `memora_private_root` in
+	site_config names another folder, for a site whose `public/files` is on another filesystem.
+	"""
+	site = frappe.get_site_path()
 	return ContentStore(
-		root=paths.content_root(frappe.get_site_path()),
+		root=paths.content_root(site),
 		lock_dir=frappe.get_site_path("locks", "memora_storage"),
 		min_free_percent=get_settings()["min_free_disk_percent"],
+		private_root=frappe.conf.get("memora_private_root") or paths.private_root(site),
 	)
