@@ -68,6 +68,9 @@ def run(full: bool = False, scope: str = "Manual") -> "frappe.Document":
 		frappe.throw(_("Unknown health scan scope: {0}").format(scope))
 	started = now_datetime()
 	store = settings.content_store()
+	if full and (tidied := store.tidy()).errors:
+		# `.prev` files that old workers wrote into public during an update, after the patch moved the rest.
+		frappe.log_error(title="memora_storage: .prev files left in public", message="\n".join(tidied.errors))
 	record_tz = ZoneInfo(get_system_timezone())
 	since = None if full else last_scan_start()
 	ctx = content.new_context()
