@@ -14,7 +14,7 @@ import requests
 from botocore.config import Config
 from frappe.tests.utils import FrappeTestCase
 
-from memora_storage import settings
+from memora_storage import jobs, settings
 from memora_storage.demo import ensure_content_doctypes
 
 SETTINGS_DEFAULTS = {
@@ -61,6 +61,8 @@ def start_worker() -> subprocess.Popen:
 		for job in queue.jobs:
 			if job.kwargs.get("site") == frappe.local.site:
 				job.delete()
+	for kind in (jobs.DRAIN, jobs.RELINK):  # their jobs are gone: let the next request queue one
+		jobs.started(kind)
 	return subprocess.Popen(
 		[sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "worker"],
 		cwd=os.path.abspath(frappe.local.sites_path),
