@@ -100,6 +100,9 @@ class TestPublishing(ContentTestCase):
 		"""GET a handed-out URL and assert it answers 200 with the local file's exact bytes."""
 		where, path = self.path_of_url(url)
 		response = self.http.get(url, timeout=30)
+		if response.status_code != 200 and where == "cdn":
+			listing = s3_client().list_objects_v2(Bucket=self.bucket).get("Contents", [])
+			self.fail(f"{url}: {response.status_code}; the bucket holds {[item['Key'] for item in listing]}")
 		self.assertEqual(response.status_code, 200, f"{url} ({where})")
 		self.assertEqual(response.content, self.store.read(path), f"{url} ({where}) differs from {path}")
 		return where, response.content
