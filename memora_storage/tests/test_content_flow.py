@@ -52,18 +52,18 @@ class TestContentFlow(ContentTestCase):
 		before = self.store.read(path)
 		self.edit(units[0], body="changed")
 		self.assertEqual(self.read_json(path)["body"], "changed")
-		self.assertEqual(prev_path(resolve(self.store.root, path)).read_bytes(), before)
+		self.assertEqual(prev_path(self.store.private_root, path).read_bytes(), before)
 
 	def test_delete_removes_file_and_prev_and_rerenders_parent(self):
 		plan, subject, units = self.make_tree()
 		path = f"units/{units[1].name}.json"
 		self.edit(units[1], body="second version")
-		self.assertTrue(prev_path(resolve(self.store.root, path)).exists())
+		self.assertTrue(prev_path(self.store.private_root, path).exists())
 
 		frappe.delete_doc("Unit", units[1].name)
 		frappe.db.commit()
 		self.assertFalse(self.store.exists(path))
-		self.assertFalse(prev_path(resolve(self.store.root, path)).exists())
+		self.assertFalse(prev_path(self.store.private_root, path).exists())
 		listed = self.read_json(f"plans/{plan.name}/subjects/{subject.name}.json")["units"]
 		self.assertEqual([u["name"] for u in listed], [units[0].name])
 		row = frappe.get_doc("Content File", content_files.row_name(path))

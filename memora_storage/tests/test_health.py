@@ -235,7 +235,8 @@ class TestDeleteOrphans(HealthTestCase):
 		orphans = [f"units/{name}.json" for name in names]
 		for path in orphans:
 			self.plant(path)
-		backup = prev_path(self.file(orphans[0]))
+		backup = prev_path(self.store.private_root, orphans[0])
+		backup.parent.mkdir(parents=True, exist_ok=True)
 		backup.write_bytes(b"{}\n")  # a backup goes with its file
 		report = reports.save_report(
 			"Manual",
