@@ -216,3 +216,23 @@ class TestContentFlow(ContentTestCase):
 		self.assertEqual(
 			content.path_of(subject_type, frappe._dict(name="S1", plan="P1")), "plans/P1/subjects/S1.json"
 		)
+
+	def test_rows_know_the_file_that_lists_them_and_the_patch_fills_old_rows(self):
+		from memora_storage.patches import fill_content_file_parents
+
+		plan, subject, units = self.make_tree()
+		expected = {
+			f"plans/{plan.name}/manifest.json": None,
+			f"plans/{plan.name}/subjects/{subject.name}.json": f"plans/{plan.name}/manifest.json",
+			f"units/{units[0].name}.json": f"plans/{plan.name}/subjects/{subject.name}.json",
+		}
+		names = {content_files.row_name(path): path for path in expected}
+
+		def parents() -> dict:
+			rows = frappe.get_all("Content File", filters={"name": ["in", list(names)]}, fields=["path", "parent_path"])
+			return {row.path: row.parent_path for row in rows}
+
+		self.assertEqual(parents(), expected)
+		frappe.db.set_value("Content File", {"name": ["in", list(names)]}, "parent_path", None)
+		fill_content_file_parents.execute()
+		self.assertEqual(parents(), expected)
