@@ -31,6 +31,8 @@ PASS_LIMIT = 256
 TIME_BUDGET_S = 600  # a drain then hands over to a fresh job (the long queue's timeout is 1,500 s)
 STUCK_AFTER_MINUTES = 15  # a Syncing row this old lost its worker
 _ROW_FIELDS = ["name", "path", "parent_path", "sync_operation", "sha256", "sync_claim"]
+
+
 def s3_config(require_enabled: bool = True) -> S3Config | None:
 	"""The bucket settings, or None while Enable CDN is off (rows then wait as Pending, nothing lost)."""
 	doc = frappe.get_single("CDN Settings")
@@ -119,7 +121,9 @@ def run_pass(bucket: CdnBucket, now: datetime.datetime | None = None) -> dict[st
 		return counts
 	counts["claimed"] = len(rows)
 	uploader = Uploader(settings.content_store(), bucket)
-	sent = {r.path: r for r in uploader.upload_many([row.path for row in rows if row.sync_operation == "Upload"])}
+	sent = {
+		r.path: r for r in uploader.upload_many([row.path for row in rows if row.sync_operation == "Upload"])
+	}
 	deleted = bucket.delete_many([row.path for row in rows if row.sync_operation == "Delete"])
 	remember_etag_behaviour(bucket)
 	outcomes = _finish(
@@ -139,7 +143,9 @@ def run_pass(bucket: CdnBucket, now: datetime.datetime | None = None) -> dict[st
 		if outcomes[row.name] == "synced" and row.sync_operation == "Upload"
 	}
 	delivery.promote(landed)
-	delivery.forget(row.path for row in rows if outcomes[row.name] == "synced" and row.sync_operation == "Delete")
+	delivery.forget(
+		row.path for row in rows if outcomes[row.name] == "synced" and row.sync_operation == "Delete"
+	)
 	for outcome in outcomes.values():
 		counts[outcome] += 1
 	counts["rendered"] = content.write_parents(
@@ -194,7 +200,9 @@ def _claim(rows: list[frappe._dict], now: datetime.datetime) -> list[frappe._dic
 		{"token": token, "names": tuple(row.name for row in rows), "now": now, "modified": now_datetime()},
 	)
 	frappe.db.commit()
-	return frappe.get_all(DOCTYPE, filters={"sync_claim": token, "sync_status": "Syncing"}, fields=_ROW_FIELDS)
+	return frappe.get_all(
+		DOCTYPE, filters={"sync_claim": token, "sync_status": "Syncing"}, fields=_ROW_FIELDS
+	)
 
 
 def _finish(

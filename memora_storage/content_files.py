@@ -67,7 +67,11 @@ def sync_values(operation: str, row: frappe._dict | None) -> dict:
 
 
 def _was_on_cdn(row: frappe._dict | None) -> bool:
-	return bool(row) and delivery.row_state(row.sync_status, row.sha256, row.synced_sha256, row.local_status)[0] == delivery.ON_CDN
+	return (
+		bool(row)
+		and delivery.row_state(row.sync_status, row.sha256, row.synced_sha256, row.local_status)[0]
+		== delivery.ON_CDN
+	)
 
 
 def record_write(

@@ -72,9 +72,13 @@ def state(on_cdn: bool, sha256: str | None) -> str:
 	return (ON_CDN if on_cdn else LOCAL) + (sha256 or "")
 
 
-def row_state(sync_status: str | None, sha256: str | None, synced_sha256: str | None, local_status: str | None) -> str:
+def row_state(
+	sync_status: str | None, sha256: str | None, synced_sha256: str | None, local_status: str | None
+) -> str:
 	"""The delivery of a Content File row: on the CDN only when it was synced at the current version."""
-	on_cdn = local_status == "Written" and sync_status == "Synced" and bool(sha256) and sha256 == synced_sha256
+	on_cdn = (
+		local_status == "Written" and sync_status == "Synced" and bool(sha256) and sha256 == synced_sha256
+	)
 	return state(on_cdn, sha256)
 
 
@@ -166,7 +170,9 @@ def get_content_urls(paths: list[str]) -> dict[str, str]:
 	if raw is None:
 		return _from_database(paths)
 	url_settings = url_settings_of(raw)
-	return {path: resolve_url(path, url_settings, on_cdn) for path, on_cdn in zip(paths, delivery)}
+	return {
+		path: resolve_url(path, url_settings, on_cdn) for path, on_cdn in zip(paths, delivery, strict=True)
+	}
 
 
 def states_of(paths: list[str]) -> list[bool | None]:
@@ -185,7 +191,9 @@ def _from_database(paths: list[str]) -> dict[str, str]:
 	request_rebuild()
 	url_settings = settings.url_settings(settings.snapshot_values(frappe.db.get_singles_dict("CDN Settings")))
 	delivery = _states_from_database(paths)
-	return {path: resolve_url(path, url_settings, on_cdn) for path, on_cdn in zip(paths, delivery)}
+	return {
+		path: resolve_url(path, url_settings, on_cdn) for path, on_cdn in zip(paths, delivery, strict=True)
+	}
 
 
 def _states_from_database(paths: list[str]) -> list[bool | None]:
@@ -198,7 +206,9 @@ def _states_from_database(paths: list[str]) -> list[bool | None]:
 		filters={"name": ["in", list(names)]},
 		fields=["path", "sync_status", "sha256", "synced_sha256", "local_status"],
 	)
-	found = {row.path: row_state(row.sync_status, row.sha256, row.synced_sha256, row.local_status) for row in rows}
+	found = {
+		row.path: row_state(row.sync_status, row.sha256, row.synced_sha256, row.local_status) for row in rows
+	}
 	return [None if path not in found else found[path].startswith(ON_CDN) for path in paths]
 
 
@@ -219,7 +229,11 @@ def rebuild() -> int:
 		pipe = redis.Redis.pipeline(_redis(), transaction=False)
 		for path, sync_status, sha256, synced_sha256, local_status in rows:
 			pipe.hsetnx(_key(), path, row_state(sync_status, sha256, synced_sha256, local_status))
-		pipe.hsetnx(_key(), SETTINGS_FIELD, json.dumps(settings.snapshot_values(frappe.db.get_singles_dict("CDN Settings"))))
+		pipe.hsetnx(
+			_key(),
+			SETTINGS_FIELD,
+			json.dumps(settings.snapshot_values(frappe.db.get_singles_dict("CDN Settings"))),
+		)
 		pipe.hset(_key(), READY_FIELD, 1)
 		pipe.execute()
 	finally:
@@ -231,4 +245,3 @@ def ensure_ready() -> None:
 	"""Build the hash now if it is missing (install, migrate)."""
 	if not redis.Redis.hexists(_redis(), _key(), READY_FIELD):
 		rebuild()
-

@@ -51,4 +51,3 @@ def started(kind: str) -> None:
 
 def is_requested(kind: str) -> bool:
 	return bool(redis.Redis.exists(frappe.cache, _flag(kind)))
-

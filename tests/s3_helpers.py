@@ -207,7 +207,9 @@ class FaultProxy:
 				if fault == "corrupt-etag" and method in ("PUT", "HEAD"):
 					response = re.sub(rb'(?i)(\r\netag: *")([0-9a-f])', _other_digit, response, count=1)
 				elif fault == "kms-etag":
-					response = re.sub(rb'(?i)(etag(?:: *|>)(?:"|&quot;|&#34;)?)([0-9a-f]{32})', _not_md5, response)
+					response = re.sub(
+						rb'(?i)(etag(?:: *|>)(?:"|&quot;|&#34;)?)([0-9a-f]{32})', _not_md5, response
+					)
 				client.sendall(response)
 			if stop_now:
 				self.stop()

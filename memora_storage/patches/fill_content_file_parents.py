@@ -18,5 +18,9 @@ def execute():
 		if not content_type.parent_doctype:
 			continue
 		parent = frappe.db.get_value(row.reference_doctype, row.reference_name, content_type.parent_field)
-		if parent_path := content.parent_path_of(content_type, frappe._dict({content_type.parent_field: parent})):
-			frappe.db.set_value(content_files.DOCTYPE, row.name, "parent_path", parent_path, update_modified=False)
+		if parent_path := content.parent_path_of(
+			content_type, frappe._dict({content_type.parent_field: parent})
+		):
+			frappe.db.set_value(
+				content_files.DOCTYPE, row.name, "parent_path", parent_path, update_modified=False
+			)

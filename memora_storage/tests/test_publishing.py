@@ -34,8 +34,15 @@ def public_bucket(bucket: str) -> None:
 	"""A bucket that anyone may read, as one behind a CDN is (moto refuses anonymous GETs otherwise)."""
 	s3 = s3_client()
 	s3.create_bucket(Bucket=bucket)
-	statement = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}
-	s3.put_bucket_policy(Bucket=bucket, Policy=frappe.as_json({"Version": "2012-10-17", "Statement": [statement]}))
+	statement = {
+		"Effect": "Allow",
+		"Principal": "*",
+		"Action": "s3:GetObject",
+		"Resource": f"arn:aws:s3:::{bucket}/*",
+	}
+	s3.put_bucket_policy(
+		Bucket=bucket, Policy=frappe.as_json({"Version": "2012-10-17", "Statement": [statement]})
+	)
 
 
 @unittest.skipUnless(S3_ENDPOINT, S3_SKIP_REASON)
@@ -85,7 +92,9 @@ class TestPublishing(ContentTestCase):
 			subject_names.append(subject)
 			for u in range(units):
 				name = f"وحدة {self.tag} {s}-{u}" if u == 0 else f"unit-{self.tag}-{s}-{u}"
-				unit_names.append(self.make("Unit", name, commit=False, subject=subject, body=f"b {name}").name)
+				unit_names.append(
+					self.make("Unit", name, commit=False, subject=subject, body=f"b {name}").name
+				)
 		frappe.db.commit()
 		return plan, subject_names, unit_names
 
@@ -136,7 +145,9 @@ class TestPublishing(ContentTestCase):
 		# Drained: the API and every link name the CDN, in FR-007's exact form, and it serves each version.
 		seen = self.walk(plan)
 		self.assertEqual(set(seen.values()), {"cdn"})
-		self.assertEqual(api.get_content_url(f"units/{units[1]}.json"), f"{self.cdn_base}/units/{units[1]}.json")
+		self.assertEqual(
+			api.get_content_url(f"units/{units[1]}.json"), f"{self.cdn_base}/units/{units[1]}.json"
+		)
 		# An edit: the unit, its subject and the manifest that lists the subject move back here at once.
 		doc = frappe.get_doc("Unit", units[0])
 		self.edit(doc, body="edited")
@@ -169,11 +180,13 @@ class TestPublishing(ContentTestCase):
 			subject = frappe.db.get_value("Unit", unit, "subject")
 			self.assertLess(passes[f"units/{unit}.json"], passes[f"plans/{plan}/subjects/{subject}.json"])
 		for subject in subjects:
-			self.assertLess(passes[f"plans/{plan}/subjects/{subject}.json"], passes[f"plans/{plan}/manifest.json"])
+			self.assertLess(
+				passes[f"plans/{plan}/subjects/{subject}.json"], passes[f"plans/{plan}/manifest.json"]
+			)
 		self.assertEqual(sum(len(paths) for paths in order), 1 + len(subjects) + len(units))
 
 	def test_a_delete_reaches_the_cdn_after_the_parent_stops_listing_it(self):
-		plan, subjects, units = self.tree(subjects=1, units=2)
+		plan, _subjects, units = self.tree(subjects=1, units=2)
 		self.drain()
 		unit_path = f"units/{units[1]}.json"
 		frappe.delete_doc("Unit", units[1])
@@ -183,11 +196,17 @@ class TestPublishing(ContentTestCase):
 		self.proxy.clear()
 		s3 = s3_client()
 		# The CDN's subject still lists the unit, so the unit's object is still there and answers.
-		self.assertEqual(s3.head_object(Bucket=self.bucket, Key=f"{PREFIX}/{unit_path}")["ContentLength"] > 0, True)
+		self.assertEqual(
+			s3.head_object(Bucket=self.bucket, Key=f"{PREFIX}/{unit_path}")["ContentLength"] > 0, True
+		)
 		self.assertEqual(set(self.walk(plan).values()) - {"cdn", "local"}, set())
-		row = frappe.db.get_value("Content File", content_files.row_name(unit_path), ["sync_status", "attempts"], as_dict=True)
+		row = frappe.db.get_value(
+			"Content File", content_files.row_name(unit_path), ["sync_status", "attempts"], as_dict=True
+		)
 		self.assertEqual((row.sync_status, row.attempts), ("Pending", 0))  # waiting, never tried
-		frappe.db.set_value("Content File", {"sync_status": "Pending"}, "next_attempt_at", frappe.utils.now_datetime())
+		frappe.db.set_value(
+			"Content File", {"sync_status": "Pending"}, "next_attempt_at", frappe.utils.now_datetime()
+		)
 		frappe.db.commit()
 		self.drain()
 		with self.assertRaises(s3.exceptions.ClientError):
@@ -202,7 +221,9 @@ class TestPublishing(ContentTestCase):
 		doc = frappe.get_doc("Unit", units[0])
 		self.edit(doc, body="edited during the outage")
 		new = self.make("Unit", f"new-{self.tag}", subject=subjects[0], body="new during the outage").name
-		subject_file = frappe.parse_json(self.store.read(f"plans/{plan}/subjects/{subjects[0]}.json").decode())
+		subject_file = frappe.parse_json(
+			self.store.read(f"plans/{plan}/subjects/{subjects[0]}.json").decode()
+		)
 		links = {link["name"]: link["url"] for link in subject_file["units"]}
 		for name in (units[0], new):
 			for url in (api.get_content_url(f"units/{name}.json"), links[name]):
@@ -323,7 +344,9 @@ class TestStoresWithoutMd5Etags(ContentTestCase):
 			counts = cdn_sync.drain()
 			self.assertEqual((counts["synced"], counts["retry"]), (4, 0))
 			self.assertEqual(frappe.db.get_single_value("CDN Settings", "etag_behaviour"), "Not the MD5")
-			for row in frappe.get_all("Content File", fields=["path", "sync_status", "sha256", "synced_sha256"]):
+			for row in frappe.get_all(
+				"Content File", fields=["path", "sync_status", "sha256", "synced_sha256"]
+			):
 				self.assertEqual((row.sync_status, row.synced_sha256), ("Synced", row.sha256), row.path)
 				body = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/{row.path}")["Body"].read()
 				self.assertEqual(body, self.store.read(row.path), row.path)

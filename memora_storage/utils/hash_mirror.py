@@ -45,7 +45,7 @@ class HashMirror:
 		missing = [field for field in fields if field not in values]
 		if missing:
 			generation = self._generation
-			fetched = dict(zip(missing, self.client.hmget(self.key, missing)))
+			fetched = dict(zip(missing, self.client.hmget(self.key, missing), strict=True))
 			with self._lock:
 				if self._live and generation == self._generation:
 					if len(self._values) + len(fetched) > self.max_fields:
@@ -104,7 +104,9 @@ class HashMirror:
 			subscriber.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
 			subscriber.read_response()
 			tracker = self._connection()
-			tracker.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", self.key)
+			tracker.send_command(
+				"CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", self.key
+			)
 			if tracker.read_response() not in (b"OK", "OK"):
 				raise redis.RedisError("CLIENT TRACKING was refused")
 			with self._lock:
