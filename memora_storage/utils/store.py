@@ -7,13 +7,11 @@ fsynced, and are renamed over the public file; the previous version is kept as a
 `private/memora_content/prev`. Both roots must be on one filesystem, so link(2) and rename(2) work
 between them; a write across two filesystems fails with a clear error instead of copying.
 
-A per-path flock (honoured by NFSv4) on a file in `lock_dir` serialises writers across processes and
-hosts: the same lock file, and the same kind of lock, as the `filelock.FileLock` used before, without its
-per-call bookkeeping.
+A per-path `filelock.FileLock` (flock, honoured by NFSv4) on a file in `lock_dir` serialises writers
+across processes and hosts.
 """
 
 import errno
-import fcntl
 import hashlib
 import os
 import random
@@ -25,6 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from memora_storage.utils import canonical, disk
 from memora_storage.utils.paths import (
@@ -47,7 +47,6 @@ DEFAULT_LOCK_TIMEOUT = 60.0
 DEFAULT_TEMP_AGE = 600.0  # seconds: a write takes milliseconds, so an older temp file is a killed writer's
 THREADED_HASH_BYTES = 1 << 20  # from here on, hashing on a thread beside the write's I/O pays for the thread
 READ_CHUNK = 1 << 18
-_LOCK_POLL_MAX = 0.05
 # link(2) answers these where a filesystem has no hard links; the previous version is then copied.
 _NO_HARD_LINKS = {errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
 
@@ -123,6 +122,7 @@ class ContentStore:
 		self.root = Path(root)
 		self.private_root = Path(private_root) if private_root is not None else default_private_root(root)
 		self.lock_dir = Path(lock_dir)
+		self._lock_dir_made = False
 		self.min_free_percent = min_free_percent
 		self.lock_timeout = lock_timeout
 		self._real_root = os.path.realpath(self.root)
@@ -139,23 +139,18 @@ class ContentStore:
 	def lock(self, path: str) -> Iterator[None]:
 		"""Hold the writer lock of one content path (also across hosts sharing `sites/`)."""
 		name = hashlib.sha1(validate_relpath(path).encode("utf-8")).hexdigest()
-		file = f"{self.lock_dir}/{name}.lock"
-		try:
+		if not self._lock_dir_made:
 			try:
-				fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-			except FileNotFoundError:
 				self.lock_dir.mkdir(parents=True, exist_ok=True)
-				fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-		except OSError as e:
-			raise FileOperationError("lock", path, e)
-		try:
-			try:
-				_flock(fd, self.lock_timeout)
-			except TimeoutError as e:
+			except OSError as e:
 				raise FileOperationError("lock", path, e)
-			yield
-		finally:
-			os.close(fd)  # our own open file description: closing it releases the lock
+			self._lock_dir_made = True
+		try:
+			with FileLock(f"{self.lock_dir}/{name}.lock", timeout=self.lock_timeout):
+				yield
+		except Timeout as e:
+			held = TimeoutError(errno.ETIMEDOUT, f"another writer held the lock for {self.lock_timeout:g} s")
+			raise FileOperationError("lock", path, held) from e
 
 	def write(self, path: str, data: bytes) -> WriteResult:
 		"""Atomically replace the file at `path` with `data`; identical bytes leave file and `.prev` alone."""
@@ -522,22 +517,6 @@ class _Digest:
 		elif self._hex is None:
 			self._hex = canonical.sha256(self._data)
 		return self._hex
-
-
-def _flock(fd: int, timeout: float) -> None:
-	"""flock `fd` exclusively, polling with growing sleeps, or raise TimeoutError after `timeout` seconds."""
-	deadline = time.monotonic() + timeout
-	delay = 0.0005
-	while True:
-		try:
-			fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-			return
-		except BlockingIOError:
-			remaining = deadline - time.monotonic()
-			if remaining <= 0:
-				raise TimeoutError(errno.ETIMEDOUT, f"another writer held the lock for {timeout:g} s")
-			time.sleep(min(delay, remaining))
-			delay = min(2 * delay, _LOCK_POLL_MAX)
 
 
 def _same_bytes(folder: int, name: str, data: bytes) -> bool:
