@@ -152,7 +152,7 @@ class ExpectedRecords:
 	Without renders the rows are streamed (an unbuffered cursor), so memory does not grow with the
 	records. With renders each record's file is rendered while the rows are read, which needs the
 	connection for its own queries, so the rows of one DocType are fetched first.
-	A name holding '/' would format into another path: it is refused here instead (`refused`).
+	A record whose name cannot be a path (content.path_of refuses it) is listed in `refused` instead.
 	"""
 
 	def __init__(self, ctx: content.RenderContext, render: bool):
@@ -166,27 +166,29 @@ class ExpectedRecords:
 				continue
 			fields = list(dict.fromkeys(["name", "modified", *content_type.path_fields]))
 			for row in self._rows(doctype, fields):
-				values = dict(zip(fields, row, strict=True))
-				path_values = {key: "" if values[key] is None else str(values[key]) for key in fields[2:]}
-				path_values["name"] = str(values["name"])
-				if not all(path_values.values()):
-					continue  # no place on disk until its parent is set (content.path_of)
-				if any("/" in value for value in path_values.values()):
+				values = frappe._dict(zip(fields, row, strict=True))
+				try:
+					path = content.path_of(content_type, values)
+				except paths.InvalidPathError as e:
 					self.refused.append(
 						frappe._dict(
-							path=content_type.path.format(**path_values),
+							path=content_type.path.format(
+								**{key: values[key] or "" for key in fields[2:]}, name=values.name
+							),
 							doctype=doctype,
-							name=values["name"],
-							reason=_("its name holds '/', so it has no content path"),
+							name=values.name,
+							reason=_("it has no content path: {0}").format(e),
 						)
 					)
 					continue
+				if path is None:
+					continue  # no place on disk until its parent is set
 				yield ExpectedFile(
-					path=content_type.path.format(**path_values),
-					modified=values["modified"],
-					content=self._renderer(doctype, values["name"]) if self.render else None,
+					path=path,
+					modified=values.modified,
+					content=self._renderer(doctype, values.name) if self.render else None,
 					reference_doctype=doctype,
-					reference_name=values["name"],
+					reference_name=values.name,
 				)
 
 	def _rows(self, doctype: str, fields: list[str]) -> Iterator[tuple]:

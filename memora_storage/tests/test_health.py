@@ -410,3 +410,20 @@ class TestWorkspace(HealthTestCase):
 			problems["value"],
 			report.missing_count + report.orphaned_count + report.stale_count + report.invalid_count,
 		)
+
+
+class TestUnsafeRecords(HealthTestCase):
+	def test_a_record_whose_name_cannot_be_a_path_is_reported_not_checked(self):
+		"""Saves refuse such names; one written behind the app's back is named in the report, with why."""
+		subject, _paths = self.make_units(1)
+		for name in (f"bad/{self.tag}", f".hidden-{self.tag}"):
+			frappe.db.sql(
+				"insert into `tabUnit` (name, title, subject, creation, modified) values (%s, %s, %s, now(), now())",
+				(name, name, subject.name),
+			)
+			self.created.append(("Unit", name))
+		frappe.db.commit()
+		report = health.run(full=True, scope="Manual")
+		refused = {p.reference_name: p for p in reports.report_problems(report) if p.problem == "Not Checked"}
+		self.assertIn("path separator", refused[f"bad/{self.tag}"].detail)
+		self.assertIn("reserved for temporary files", refused[f".hidden-{self.tag}"].detail)
