@@ -18,7 +18,7 @@ from frappe import _
 from frappe.model.document import Document
 from frappe.utils.caching import site_cache
 
-from memora_storage import content_files, delivery, jobs, settings
+from memora_storage import content_files, delivery, jobs, published_fields, settings
 from memora_storage.utils import canonical, paths
 from memora_storage.utils.resolver import UrlSettings
 from memora_storage.utils.resolver import get_content_url as resolve_url
@@ -27,7 +27,10 @@ from memora_storage.utils.store import ContentStore, FileOperationError
 
 @dataclass(frozen=True)
 class ContentType:
-	"""How one DocType becomes a file: where it lives, which file lists it, how it is serialised."""
+	"""How one DocType becomes a file: where it lives, which file lists it, which fields it publishes.
+
+	`fields` is a tuple of fieldnames or the dotted path of a rule (see `published_fields`).
+	"""
 
 	doctype: str
 	path: str
@@ -36,6 +39,7 @@ class ContentType:
 	list_key: str | None = None
 	folder: str | None = None
 	serializer: str = "memora_storage.content.serialize"
+	fields: published_fields.Fields = published_fields.DEFAULT_RULE
 	order_by: str = "creation asc, name asc"
 
 	@property
@@ -115,7 +119,7 @@ class RenderContext:
 		A child with no Content File row yet has not been written: it is local, whatever the settings.
 		"""
 		on_cdn = delivery.states_of(paths_) if self.url_settings.uses_cdn else [False] * len(paths_)
-		return [resolve_url(path, self.url_settings, bool(state)) for path, state in zip(paths_, on_cdn)]
+		return [resolve_url(path, self.url_settings, bool(state)) for path, state in zip(paths_, on_cdn, strict=True)]
 
 	def is_current(self) -> bool:
 		"""False once a settings save changed where URLs point since this snapshot was taken."""
@@ -139,19 +143,18 @@ class RenderContext:
 			urls = self.urls([path_of(child, row) for row in rows])
 			listed[child.list_key] = [
 				{"name": row.name, "title": row.get(title_field) if title_field else row.name, "url": url}
-				for row, url in zip(rows, urls)
+				for row, url in zip(rows, urls, strict=True)
 			]
 		return listed
 
 
 def serialize(doc: Document, ctx: RenderContext) -> dict:
-	"""Default serialiser: the document's own fields plus the files it lists, with their URLs."""
-	password_fields = {df.fieldname for df in doc.meta.fields if df.fieldtype == "Password"}
-	data = {
-		key: value
-		for key, value in doc.as_dict(no_default_fields=True, convert_dates_to_str=True).items()
-		if not key.startswith("_") and key not in password_fields
-	}
+	"""Default serialiser: the fields the content map publishes, the file's identity, and the files it lists.
+
+	`modified` is part of every file: each save then changes the bytes, and the hourly health scan
+	judges a file stale by its mtime against the record's `modified` (identical bytes are not rewritten).
+	"""
+	data = published_fields.values(doc, ctx.content_map[doc.doctype].fields)
 	data.update(doctype=doc.doctype, name=doc.name, modified=str(doc.modified))
 	data.update(ctx.children(doc))
 	return data
@@ -252,7 +255,7 @@ def on_update(doc: Document, method: str | None = None) -> None:
 	_queue_parent(pending, content_type, doc)
 	before = doc.get_doc_before_save()
 	if before:
-		old_path = path_of(content_type, before)
+		old_path = _existing_path(content_type, before)
 		if old_path and old_path != path_of(content_type, doc):
 			pending.removals[old_path] = False
 		_queue_parent(pending, content_type, before)
@@ -264,12 +267,21 @@ def on_trash(doc: Document, method: str | None = None) -> None:
 	if not content_type:
 		return
 	pending = _pending()
-	if path := path_of(content_type, doc):
+	if path := _existing_path(content_type, doc):
 		pending.removals[path] = False
-	if folder := folder_of(content_type, doc.name):
+	if folder := _existing_path(content_type, doc, folder=True):
 		pending.removals[folder] = True
 	pending.renders.pop((doc.doctype, doc.name), None)
 	_queue_parent(pending, content_type, doc)
+
+
+def _existing_path(content_type: ContentType, doc, folder: bool = False) -> str | None:
+	"""The path (or folder) a document's file may have; None for a name no file could ever carry,
+	such as one written to the database behind the app's back, so its delete is never blocked."""
+	try:
+		return folder_of(content_type, doc.name) if folder else path_of(content_type, doc)
+	except paths.InvalidPathError:
+		return None
 
 
 def after_rename(doc: Document, method: str | None, old: str, new: str, merge: bool = False) -> None:
@@ -278,9 +290,10 @@ def after_rename(doc: Document, method: str | None, old: str, new: str, merge: b
 	if not content_type:
 		return
 	pending = _pending()
-	if old_path := path_of(content_type, frappe._dict(doc.as_dict(), name=old)):
+	before = frappe._dict(doc.as_dict(), name=old)
+	if old_path := _existing_path(content_type, before):
 		pending.removals[old_path] = False
-	if folder := folder_of(content_type, old):
+	if folder := _existing_path(content_type, before, folder=True):
 		pending.removals[folder] = True
 	pending.renders[(doc.doctype, new)] = None
 	_queue_parent(pending, content_type, doc)
