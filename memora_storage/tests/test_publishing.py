@@ -1,11 +1,15 @@
 """The publishing pipeline as a student meets it: every link answers with the right bytes at every moment.
 
 Content is saved through documents; the CDN is a real moto bucket whose public URL is the CDN Base
-URL, reached through a fault proxy where faults matter; local URLs are served by the real dev server.
+URL, reached through a fault proxy where faults matter; local URLs are served by nginx with bench's
+static-file rule (memora_storage/tests/nginx.py), or by the dev server where nginx is missing.
 A walk starts from the URL the API gives for a manifest and follows every link in every file,
 asserting each GET answers 200 with the local file's exact bytes.
 """
 
+import os
+import shutil
+import tempfile
 import time
 import unittest
 from urllib.parse import unquote
@@ -14,6 +18,7 @@ import frappe
 import requests
 
 from memora_storage import api, cdn_sync, content_files, delivery, jobs, settings
+from memora_storage.tests.nginx import Nginx, find_nginx
 from memora_storage.tests.utils import (
 	S3_ENDPOINT,
 	S3_SKIP_REASON,
@@ -50,12 +55,15 @@ class TestPublishing(ContentTestCase):
 	@classmethod
 	def setUpClass(cls) -> None:
 		super().setUpClass()
-		cls.server, cls.base = start_dev_server()
-
-	@classmethod
-	def tearDownClass(cls) -> None:
-		stop(cls.server)
-		super().tearDownClass()
+		if find_nginx():
+			prefix = tempfile.mkdtemp(prefix="memora-publishing-nginx-")
+			cls.addClassCleanup(shutil.rmtree, prefix, ignore_errors=True)
+			server = Nginx(os.path.abspath(frappe.local.sites_path), frappe.local.site, prefix).start()
+			cls.addClassCleanup(server.stop)
+			cls.base = server.url
+		else:
+			process, cls.base = start_dev_server()
+			cls.addClassCleanup(stop, process)
 
 	def setUp(self) -> None:
 		super().setUp()
@@ -321,8 +329,10 @@ class TestPublishing(ContentTestCase):
 		).insert()
 		self.created.append(("Web Page", page.name))
 		frappe.db.commit()
+		server, base = start_dev_server()  # pages are Frappe's to render, not nginx's
+		self.addCleanup(stop, server)
 		for view in range(15):
-			response = self.http.get(f"{self.base}/{route}", timeout=60)
+			response = self.http.get(f"{base}/{route}", timeout=60)
 			self.assertEqual(response.status_code, 200, f"view {view + 1}: {response.text[:300]}")
 			self.assertEqual(response.text.count(f"{self.cdn_base}/units/U"), 2000)
 		settings.get_settings()  # the site still answers normally
