@@ -14,7 +14,20 @@ doc_events = {
 		"on_update": "memora_storage.content.on_update",
 		"on_trash": "memora_storage.content.on_trash",
 		"after_rename": "memora_storage.content.after_rename",
-	}
+	},
+	# A change of what a mapped DocType publishes re-renders every file (memora_storage.published_fields).
+	"DocType": {
+		"on_update": "memora_storage.published_fields.on_meta_change",
+		"on_trash": "memora_storage.published_fields.on_meta_change",
+	},
+	"Custom Field": {
+		"on_update": "memora_storage.published_fields.on_meta_change",
+		"on_trash": "memora_storage.published_fields.on_meta_change",
+	},
+	"Property Setter": {
+		"on_update": "memora_storage.published_fields.on_meta_change",
+		"on_trash": "memora_storage.published_fields.on_meta_change",
+	},
 }
 
 # A Content File row records a document's file; it must not stop the document's deletion.
@@ -31,6 +44,7 @@ scheduler_events = {
 		],
 		"0 * * * *": [
 			"memora_storage.tasks.hourly_health_check",
+			"memora_storage.published_fields.check",
 		],
 		"30 1 * * *": [
 			"memora_storage.tasks.nightly_health_check",
@@ -49,7 +63,7 @@ jinja = {"methods": ["memora_storage.delivery.get_content_url"]}
 
 # Where each path is served from lives in Redis (delivery.py); `bench clear-cache` must not drop it.
 persistent_cache_keys = ["memora_storage:delivery*"]
-after_migrate = ["memora_storage.delivery.rebuild"]
+after_migrate = ["memora_storage.delivery.rebuild", "memora_storage.published_fields.after_migrate"]
 
 # Another app may change the content map: a dotted path to a function that takes the map
 # (DocType -> memora_storage.content.ContentType) and returns it.
