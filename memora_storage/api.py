@@ -14,7 +14,7 @@ import frappe
 from frappe import _
 from frappe.rate_limiter import rate_limit
 
-from memora_storage import cdn_sync, content, content_files, delivery, disk_guard, jobs, health, reports, settings
+from memora_storage import cdn_sync, content, content_files, delivery, disk_guard, health, jobs, settings
 from memora_storage.utils import paths
 from memora_storage.utils.store import FileOperationError
 
@@ -115,7 +115,8 @@ def rollback(path: str) -> dict:
 
 @frappe.whitelist(methods=["POST"])
 def rebuild_all() -> None:
-	"""Queue a re-render of every content file (e.g. after restoring a backup)."""
+	"""Queue a re-render of every content file (e.g. after restoring a backup); CDN Settings shows the
+	progress."""
 	frappe.only_for("System Manager")
 	frappe.db.after_commit.add(jobs.request_relink)
 	frappe.msgprint(_("All content files are being rebuilt in the background."), alert=True)
@@ -140,19 +141,28 @@ def retry_all_failed() -> int:
 
 
 @frappe.whitelist(methods=["POST"])
-def verify_cdn() -> str:
-	"""Compare the bucket with the local files now; returns the Content Health Report's name."""
+def verify_cdn() -> bool:
+	"""Queue a comparison of the bucket with the local files (it reads every file, so it is a job);
+	the user is told when its report is ready. False if a verification is already running."""
 	frappe.only_for("System Manager")
-	return cdn_sync.verify_bucket().name
-
-
-@frappe.whitelist(methods=["POST"])
-def resync(report: str) -> int:
-	"""Queue an upload of every path a CDN verification found missing or different."""
-	frappe.only_for("System Manager")
-	count = cdn_sync.resync(frappe.get_doc(reports.DOCTYPE, report))
-	frappe.msgprint(_("{0} content files queued for the CDN.").format(count), alert=True)
-	return count
+	if not cdn_sync.get_bucket(require_enabled=False):
+		frappe.throw(_("Set the Bucket in CDN Settings before verifying the CDN."))
+	job = frappe.enqueue(
+		"memora_storage.cdn_sync.verify_bucket",
+		queue="long",
+		job_id=cdn_sync.verify_job_id(),
+		deduplicate=True,
+		user=frappe.session.user,
+	)
+	if job:
+		frappe.msgprint(
+			_("The CDN verification has started; you will be told when its report is ready."), alert=True
+		)
+	else:
+		frappe.msgprint(
+			_("A CDN verification is already running; its report will appear in Content Health Report.")
+		)
+	return job is not None
 
 
 @frappe.whitelist(methods=["POST"])
@@ -184,23 +194,6 @@ def run_health_check(full: bool = False) -> bool:
 			_("A health scan is already running; its report will appear in Content Health Report.")
 		)
 	return queued
-
-
-@frappe.whitelist(methods=["POST"])
-def delete_orphans(report: str) -> dict[str, int]:
-	"""Delete the orphaned files a health scan listed, those still orphans now; returns what was done."""
-	frappe.only_for("System Manager")
-	doc = frappe.get_doc(reports.DOCTYPE, report)
-	if doc.scope not in health.SCOPES:
-		frappe.throw(_("Only a health scan's report lists orphaned files."))
-	counts = health.delete_orphans(doc)
-	frappe.msgprint(
-		_("{0} orphaned files deleted; {1} kept because a record expects them now or they changed.").format(
-			counts["deleted"], counts["kept"]
-		),
-		alert=True,
-	)
-	return counts
 
 
 @frappe.whitelist()

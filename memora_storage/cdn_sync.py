@@ -11,18 +11,18 @@ import datetime
 import functools
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import frappe
 from frappe import _
 from frappe.utils import add_to_date, now_datetime
 
-from memora_storage import alerts, content, content_files, delivery, jobs, reports, settings
+from memora_storage import alerts, content, content_files, delivery, jobs, progress, reports, settings
 from memora_storage.utils import backoff, canonical
 from memora_storage.utils.s3 import CdnBucket, ProbeResult, S3Config
 from memora_storage.utils.store import WriteResult
 from memora_storage.utils.uploader import Uploader
-from memora_storage.utils.verify import verify
+from memora_storage.utils.verify import VerifyReport, verify
 
 DOCTYPE = content_files.DOCTYPE
 # Rows claimed per drain pass and sent concurrently over the bucket's connection pool: small enough
@@ -333,14 +333,47 @@ def retry(names: Iterable[str]) -> int:
 	return len(names)
 
 
-def verify_bucket() -> "frappe.Document":
-	"""Compare every local content file with the bucket and store the result as a report (US3 AC2)."""
-	bucket = get_bucket(require_enabled=False)
-	if not bucket:
-		frappe.throw(_("Set the Bucket in CDN Settings before verifying the CDN."))
-	store = settings.content_store()
-	started = time.monotonic()
-	result = verify(store.root, bucket)
+def verify_job_id() -> str:
+	"""One id for every CDN verification of the site (the nightly one and Verify CDN Now), so two never overlap."""
+	return f"memora_storage:verify-cdn:{frappe.local.site}"
+
+
+def verify_bucket(user: str | None = None) -> "frappe.Document":
+	"""Compare every local content file with the bucket and store the result as a report (US3 AC2).
+
+	Queued by Verify CDN Now for `user`, who sees its progress and is told when the report is ready; the
+	nightly run has nobody to tell, so System Managers are alerted when the CDN differs.
+	"""
+	with progress.Task(_("CDN verification"), user=user) as task:
+		bucket = get_bucket(require_enabled=False)
+		if not bucket:
+			frappe.throw(_("Set the Bucket in CDN Settings before verifying the CDN."))
+		store = settings.content_store()
+		started = time.monotonic()
+		# One step the core does not report inside: hashing the local files beside the bucket listing.
+		task.progress(1, 3, _("Comparing the local files with the bucket…"))
+		result = verify(store.root, bucket)
+		task.progress(2, 3, _("Saving the report…"))
+		report = _save_verification(result, time.monotonic() - started)
+		if report.status != "Healthy" and not user:
+			alerts.notify_system_managers(
+				_("Memora Storage: the CDN differs from the local files"),
+				template="memora_storage_cdn_differs",
+				args={"summary": report.summary},
+				document_type=reports.DOCTYPE,
+				document_name=report.name,
+			)
+		frappe.db.commit()
+		task.done(
+			report.summary,
+			indicator="green" if report.status == "Healthy" else "orange",
+			doctype=reports.DOCTYPE,
+			name=report.name,
+		)
+	return report
+
+
+def _save_verification(result: VerifyReport, duration: float) -> "frappe.Document":
 	problems = [
 		*(reports.Problem("Missing on CDN", path) for path in result.missing),
 		*(
@@ -363,38 +396,31 @@ def verify_bucket() -> "frappe.Document":
 	).format(
 		result.matched, result.local_count, len(result.missing), len(result.extra), len(result.mismatched)
 	)
-	report = reports.save_report(
+	return reports.save_report(
 		"CDN Verification",
 		problems,
 		summary,
-		duration_seconds=time.monotonic() - started,
+		duration_seconds=duration,
 		files_count=result.local_count,
 		cdn_missing_count=len(result.missing),
 		cdn_extra_count=len(result.extra),
 		cdn_mismatch_count=len(result.mismatched),
 	)
-	if problems:
-		alerts.notify_system_managers(
-			_("Memora Storage: the CDN differs from the local files"),
-			f"<p>{frappe.utils.escape_html(summary)}</p><p>{_('Open the report and use Resync to repair it.')}</p>",
-			document_type=reports.DOCTYPE,
-			document_name=report.name,
-		)
-	frappe.db.commit()
-	return report
 
 
-def resync(report: "frappe.Document") -> int:
+def resync(report: "frappe.Document", on_progress: Callable[[int, int], None] | None = None) -> int:
 	"""Queue an upload of every path a verification found missing on or different from the CDN."""
 	store = settings.content_store()
+	wanted = [p for p in reports.report_problems(report) if p.problem in ("Missing on CDN", "Mismatch on CDN")]
 	queued = []
-	for problem in reports.report_problems(report):
-		if problem.problem not in ("Missing on CDN", "Mismatch on CDN") or not store.exists(problem.path):
-			continue
-		data = store.read(problem.path)
-		queued.append(
-			content_files.queue_upload(WriteResult(problem.path, canonical.sha256(data), len(data), False))
-		)
+	for done, problem in enumerate(wanted, 1):
+		if store.exists(problem.path):
+			data = store.read(problem.path)
+			queued.append(
+				content_files.queue_upload(WriteResult(problem.path, canonical.sha256(data), len(data), False))
+			)
+		if on_progress:
+			on_progress(done, len(wanted))
 	frappe.db.commit()
 	return len(queued)
 

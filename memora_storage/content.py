@@ -18,7 +18,7 @@ from frappe import _
 from frappe.model.document import Document
 from frappe.utils.caching import site_cache
 
-from memora_storage import content_files, delivery, jobs, published_fields, settings
+from memora_storage import content_files, delivery, jobs, progress, published_fields, settings
 from memora_storage.utils import canonical, paths
 from memora_storage.utils.resolver import UrlSettings
 from memora_storage.utils.resolver import get_content_url as resolve_url
@@ -388,15 +388,31 @@ def write_parents(parent_paths: Iterable[str]) -> int:
 
 
 def write_all(doctypes: Iterable[str] | None = None, commit_every: int = 500) -> dict[str, int]:
-	"""Render every mapped document again (after a URL base change, or by hand); returns counts."""
+	"""Render every mapped document again (after a URL base change, or by hand); returns counts.
+
+	Whoever has CDN Settings open, where relinks and rebuilds are started, sees the progress and the end.
+	"""
 	ctx = new_context()
 	store = settings.content_store()
 	counts = {"written": 0, "failed": 0}
-	for doctype in doctypes or ctx.content_map:
-		names = frappe.get_all(doctype, pluck="name", order_by="name asc")
-		for start in range(0, len(names), commit_every):
-			batch = [(doctype, name) for name in names[start : start + commit_every]]
-			for key, value in write_documents(batch, ctx, store).items():
-				counts[key] += value
-			frappe.db.commit()
+	names = {
+		doctype: frappe.get_all(doctype, pluck="name", order_by="name asc")
+		for doctype in doctypes or ctx.content_map
+	}
+	total, done = sum(map(len, names.values())), 0
+	with progress.Task(_("Rebuilding content files"), doctype="CDN Settings", name="CDN Settings") as task:
+		for doctype, doctype_names in names.items():
+			for start in range(0, len(doctype_names), commit_every):
+				batch = [(doctype, name) for name in doctype_names[start : start + commit_every]]
+				for key, value in write_documents(batch, ctx, store).items():
+					counts[key] += value
+				frappe.db.commit()
+				done += len(batch)
+				task.progress(done, total, _("Documents rendered: {0} of {1}").format(done, total))
+		task.done(
+			_("{0} content files rebuilt, {1} not written yet (retried every minute).").format(
+				counts["written"], counts["failed"]
+			),
+			indicator="orange" if counts["failed"] else "green",
+		)
 	return counts

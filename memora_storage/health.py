@@ -17,14 +17,14 @@ Files are never deleted by a scan: orphans are listed, and `delete_orphans` remo
 
 import datetime
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from zoneinfo import ZoneInfo
 
 import frappe
 from frappe import _
 from frappe.utils import get_datetime, get_system_timezone, now_datetime
 
-from memora_storage import content, content_files, reports, settings
+from memora_storage import content, content_files, progress, reports, settings
 from memora_storage.utils import disk, paths
 from memora_storage.utils.scan import ExpectedFile, full_scan, incremental_scan
 from memora_storage.utils.store import ContentStore, FileOperationError
@@ -63,9 +63,24 @@ def in_business_hours(now: datetime.datetime | None = None) -> bool:
 
 
 def run(full: bool = False, scope: str = "Manual") -> "frappe.Document":
-	"""Scan, regenerate missing files if CDN Settings say so, and store a Content Health Report."""
+	"""Scan, regenerate missing files if CDN Settings say so, and store a Content Health Report.
+
+	A Manual scan was asked for by the session's user: they see its progress and are told when it ends.
+	"""
 	if scope not in SCOPES:
 		frappe.throw(_("Unknown health scan scope: {0}").format(scope))
+	with progress.Task(_("Health scan"), user=frappe.session.user if scope == "Manual" else None) as task:
+		saved = _run(full, scope, task)
+		task.done(
+			saved.summary,
+			indicator="green" if saved.status == "Healthy" else "orange",
+			doctype=reports.DOCTYPE,
+			name=saved.name,
+		)
+	return saved
+
+
+def _run(full: bool, scope: str, task: progress.Task) -> "frappe.Document":
 	started = now_datetime()
 	store = settings.content_store()
 	if full and (tidied := store.tidy()).errors:
@@ -74,7 +89,14 @@ def run(full: bool = False, scope: str = "Manual") -> "frappe.Document":
 	record_tz = ZoneInfo(get_system_timezone())
 	since = None if full else last_scan_start()
 	ctx = content.new_context()
-	expected = ExpectedRecords(ctx, render=full)
+	expected = ExpectedRecords(
+		ctx,
+		render=full,
+		# one step more than the records: regenerating and saving come after
+		on_progress=lambda done, total: task.progress(
+			done, total + 1, _("Records read: {0} of {1}").format(done, total)
+		),
+	)
 	if since is None:
 		report = full_scan(store.root, expected, record_tz=record_tz)
 	else:
@@ -89,7 +111,14 @@ def run(full: bool = False, scope: str = "Manual") -> "frappe.Document":
 	found = report.to_dict()  # paths made storable: a name that is not UTF-8 arrives as lone surrogates
 	regenerated = {}
 	if found["missing"] and frappe.get_single("CDN Settings").regenerate_missing_files:
-		regenerated = regenerate(found["missing"], store, ctx)
+		regenerated = regenerate(
+			found["missing"],
+			store,
+			ctx,
+			on_progress=lambda done, total: task.progress(
+				done, total + 1, _("Missing files regenerated: {0} of {1}").format(done, total)
+			),
+		)
 	pending = pending_errors()  # read after regenerating: a failed regeneration is pending now
 	problems = [
 		*_problems("Missing", found["missing"], pending, regenerated),
@@ -153,19 +182,31 @@ class ExpectedRecords:
 	records. With renders each record's file is rendered while the rows are read, which needs the
 	connection for its own queries, so the rows of one DocType are fetched first.
 	A record whose name cannot be a path (content.path_of refuses it) is listed in `refused` instead.
+	`on_progress(read, total)` hears of every record read (it must not query: the cursor may be open).
 	"""
 
-	def __init__(self, ctx: content.RenderContext, render: bool):
+	def __init__(
+		self,
+		ctx: content.RenderContext,
+		render: bool,
+		on_progress: Callable[[int, int], None] | None = None,
+	):
 		self.ctx = ctx
 		self.render = render
+		self.on_progress = on_progress
 		self.refused: list[frappe._dict] = []
 
 	def __iter__(self) -> Iterator[ExpectedFile]:
-		for doctype, content_type in self.ctx.content_map.items():
-			if not frappe.db.table_exists(doctype):
-				continue
+		doctypes = [doctype for doctype in self.ctx.content_map if frappe.db.table_exists(doctype)]
+		total = sum(frappe.db.count(doctype) for doctype in doctypes) if self.on_progress else 0
+		read = 0
+		for doctype in doctypes:
+			content_type = self.ctx.content_map[doctype]
 			fields = list(dict.fromkeys(["name", "modified", *content_type.path_fields]))
 			for row in self._rows(doctype, fields):
+				if self.on_progress:
+					read += 1
+					self.on_progress(read, total)
 				values = frappe._dict(zip(fields, row, strict=True))
 				try:
 					path = content.path_of(content_type, values)
@@ -254,7 +295,12 @@ def _problems(
 		)
 
 
-def regenerate(missing: list[dict], store: ContentStore, ctx: content.RenderContext) -> dict[str, str | None]:
+def regenerate(
+	missing: list[dict],
+	store: ContentStore,
+	ctx: content.RenderContext,
+	on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, str | None]:
 	"""Write the missing files again from their documents; path → None when written, else why not.
 
 	Nothing is written when the content root is absent or empty: that is an unmounted volume, not
@@ -271,7 +317,9 @@ def regenerate(missing: list[dict], store: ContentStore, ctx: content.RenderCont
 		)
 		return {}
 	outcome = {}
-	for finding in missing:
+	for done, finding in enumerate(missing, 1):
+		if on_progress:
+			on_progress(done, len(missing))
 		path, doctype, name = finding["path"], finding["reference_doctype"], finding["reference_name"]
 		if not (doctype and name and frappe.db.exists(doctype, name)):
 			continue
@@ -359,7 +407,9 @@ def save_failure(scope: str, error: Exception) -> "frappe.Document":
 # Orphans ----------------------------------------------------------------------------------------
 
 
-def delete_orphans(report: "frappe.Document") -> dict[str, int]:
+def delete_orphans(
+	report: "frappe.Document", on_progress: Callable[[int, int], None] | None = None
+) -> dict[str, int]:
 	"""Delete the report's orphans that are still orphans; counts of what was done and skipped.
 
 	A file is kept when a record expects its path now, or when it changed after the scan began (someone
@@ -373,7 +423,9 @@ def delete_orphans(report: "frappe.Document") -> dict[str, int]:
 	store = settings.content_store()
 	expected = {record.path for record in ExpectedRecords(content.new_context(), render=False)}
 	scan_began = get_datetime(report.checked_at).replace(tzinfo=ZoneInfo(get_system_timezone())).timestamp()
-	for path in orphans:
+	for done, path in enumerate(orphans, 1):
+		if on_progress:
+			on_progress(done, len(orphans))
 		try:
 			mtime = os.lstat(paths.resolve(store.root, path)).st_mtime
 		except (FileNotFoundError, paths.InvalidPathError):

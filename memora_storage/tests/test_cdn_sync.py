@@ -9,7 +9,12 @@ import time
 import unittest
 
 import frappe
+from frappe.desk.doctype.notification_settings.notification_settings import (
+	create_notification_settings,
+	toggle_notifications,
+)
 from frappe.utils import now_datetime
+from frappe.utils.background_jobs import get_job
 
 from memora_storage import api, cdn_sync, content_files
 from memora_storage.tests.utils import (
@@ -182,12 +187,40 @@ class TestCdnSync(ContentTestCase):
 		)
 		self.assertEqual(report.status, "Problems Found")
 
-		self.assertEqual(cdn_sync.resync(report), 2)
+		self.assertEqual(report.run_resync(), 2)  # the job behind the report's Resync, in this process
+		self.assertEqual(self.told(report), "2 content files queued for the CDN.")
 		self.sync_all()
 		self.assertEqual(self.object_bytes(missing), self.store.read(missing))
 		self.assertEqual(self.object_bytes(changed), self.store.read(changed))
 		again = cdn_sync.verify_bucket()
 		self.assertEqual({row.path for row in again.issues}, {"units/stray.json"})
+
+	def test_verify_cdn_now_is_one_long_job_that_tells_the_user(self):
+		job_id = cdn_sync.verify_job_id()
+		self.addCleanup(_drop_job, job_id)
+		_drop_job(job_id)
+		self.assertTrue(api.verify_cdn())
+		job = get_job(job_id)
+		self.assertTrue(job.origin.endswith("long"), job.origin)
+		self.assertEqual(job.kwargs["kwargs"], {"user": "Administrator"})
+		self.assertFalse(api.verify_cdn())  # the nightly run shares the id: never two at once
+
+		emails = frappe.db.count("Email Queue")
+		report = cdn_sync.verify_bucket(user="Administrator")  # the job, in this process
+		self.assertEqual(self.told(report), report.summary)
+		self.assertEqual(frappe.db.count("Email Queue"), emails)  # the user is told; nobody is emailed
+
+		self.addCleanup(_notifications, enable=True)
+		_notifications(enable=False)  # Administrator's Notification Settings decide
+		self.assertIsNone(self.told(cdn_sync.verify_bucket(user="Administrator")))
+
+	def told(self, report) -> str | None:
+		"""The subject of the Notification Log a job's end left for Administrator about the report."""
+		return frappe.db.get_value(
+			"Notification Log",
+			{"for_user": "Administrator", "document_type": "Content Health Report", "document_name": report.name},
+			"subject",
+		)
 
 	def test_connection_probe(self):
 		result = api.test_connection()
@@ -197,3 +230,14 @@ class TestCdnSync(ContentTestCase):
 		result = api.test_connection()
 		self.assertFalse(result["ok"])
 		self.assertNotIn(S3_KEYS["secret_access_key"], frappe.as_json(result))
+
+
+def _notifications(enable: bool) -> None:
+	create_notification_settings("Administrator")
+	toggle_notifications("Administrator", enable=enable)
+	frappe.db.commit()
+
+
+def _drop_job(job_id: str) -> None:
+	if job := get_job(job_id):
+		job.delete()

@@ -25,7 +25,7 @@ from memora_storage.tasks import (
 	retry_pending_writes,
 	run_health_check,
 )
-from memora_storage.tests.utils import ContentTestCase, set_cdn_settings
+from memora_storage.tests.utils import ContentTestCase, set_cdn_settings, start_worker, stop
 from memora_storage.utils.paths import prev_path, resolve
 
 SCHEDULE = {
@@ -251,7 +251,7 @@ class TestDeleteOrphans(HealthTestCase):
 		self.plant(orphans[2], mtime=time.time())
 		self.file(orphans[3]).unlink()
 
-		counts = api.delete_orphans(report.name)
+		counts = report.run_delete_orphans()  # the job, in this process
 
 		self.assertEqual(counts, {"deleted": 1, "gone": 1, "kept": 3, "failed": 0})
 		self.assertFalse(self.file(orphans[0]).exists())
@@ -266,8 +266,63 @@ class TestDeleteOrphans(HealthTestCase):
 				"Comment", {"reference_name": report.name, "content": ["like", "%Delete Orphans: 1 deleted%"]}
 			)
 		)
-		self.assertEqual(api.delete_orphans(report.name)["deleted"], 0)  # nothing left to delete
+		self.assertEqual(report.run_delete_orphans()["deleted"], 0)  # nothing left to delete
 		self.assertEqual(frappe.db.get_value(reports.DOCTYPE, report.name, "orphans_deleted_count"), 1)
+
+
+	def test_delete_orphans_is_one_long_job_per_report(self):
+		report = self.orphan_report()
+		job_id = f"memora_storage:run_delete_orphans:{frappe.local.site}:{report.name}"
+		self.addCleanup(_drop_job, job_id)
+		self.assertTrue(report.delete_orphans())
+		job = get_job(job_id)
+		self.assertTrue(job.origin.endswith("long"), job.origin)
+		self.assertEqual(job.kwargs["kwargs"]["doc_method"], "run_delete_orphans")
+		self.assertFalse(report.delete_orphans())  # queued already: not twice
+		with self.assertRaises(frappe.ValidationError):
+			reports.save_report("CDN Verification", [], "not a scan").delete_orphans()
+
+	def test_a_real_worker_deletes_and_tells_the_user_who_asked(self):
+		report = self.orphan_report()
+		orphan = reports.report_problems(report)[0].path
+		worker = start_worker()
+		try:
+			self.assertTrue(report.delete_orphans())
+			deadline = time.monotonic() + 60
+			while time.monotonic() < deadline and not self.told(report):
+				time.sleep(0.5)
+				frappe.db.rollback()  # see the worker's commits
+		finally:
+			stop(worker)
+		self.assertFalse(self.file(orphan).exists())
+		self.assertEqual(frappe.db.get_value(reports.DOCTYPE, report.name, "orphans_deleted_count"), 1)
+		self.assertIn("1 orphaned files deleted", self.told(report))
+
+	def orphan_report(self):
+		orphan = f"units/orphan-{self.tag}.json"
+		self.plant(orphan)
+		report = reports.save_report(
+			"Manual",
+			[reports.Problem("Orphaned", orphan)],
+			"planted orphan",
+			checked_at=now_datetime(),
+			orphaned_count=1,
+		)
+		frappe.db.commit()
+		return report
+
+	def told(self, report) -> str | None:
+		"""The subject of the Notification Log the job's end left for Administrator, who asked."""
+		return frappe.db.get_value(
+			"Notification Log",
+			{"for_user": "Administrator", "document_type": reports.DOCTYPE, "document_name": report.name},
+			"subject",
+		)
+
+
+def _drop_job(job_id: str) -> None:
+	if job := get_job(job_id):
+		job.delete()
 
 
 class TestReportRetention(HealthTestCase):

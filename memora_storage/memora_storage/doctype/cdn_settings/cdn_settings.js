@@ -59,11 +59,6 @@ function test_connection(frm) {
 }
 
 function verify_cdn() {
-	frappe
-		.call({
-			method: "memora_storage.api.verify_cdn",
-			freeze: true,
-			freeze_message: __("Comparing the bucket with the local files…"),
-		})
-		.then((r) => frappe.set_route("Form", "Content Health Report", r.message));
+	// A job: its progress and the link to its report arrive through the realtime server.
+	frappe.call({ method: "memora_storage.api.verify_cdn" });
 }

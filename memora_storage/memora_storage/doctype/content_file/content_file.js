@@ -4,11 +4,7 @@
 frappe.ui.form.on("Content File", {
 	refresh(frm) {
 		if (["Failed", "Pending"].includes(frm.doc.sync_status)) {
-			frm.add_custom_button(__("Retry"), () =>
-				frappe
-					.call({ method: "memora_storage.api.retry_sync", args: { names: [frm.doc.name] } })
-					.then(() => frm.reload_doc())
-			);
+			frm.add_custom_button(__("Retry"), () => frm.call("retry_sync").then(() => frm.reload_doc()));
 		}
 		if (frm.doc.local_status === "Written" && frm.doc.path) {
 			frm.add_custom_button(__("Open File"), () => {

@@ -6,9 +6,7 @@ const HEALTH_SCOPES = ["Hourly", "Full", "Manual"];
 frappe.ui.form.on("Content Health Report", {
 	refresh(frm) {
 		if (frm.doc.cdn_missing_count || frm.doc.cdn_mismatch_count) {
-			frm.add_custom_button(__("Resync"), () =>
-				frappe.call({ method: "memora_storage.api.resync", args: { report: frm.doc.name } })
-			);
+			frm.add_custom_button(__("Resync"), () => frm.call("resync"));
 		}
 		if (
 			HEALTH_SCOPES.includes(frm.doc.scope) &&
@@ -25,14 +23,6 @@ function delete_orphans(frm) {
 			"Delete the {0} orphaned files this report lists? A file is kept if a document expects it now or it changed after the scan.",
 			[frm.doc.orphaned_count]
 		),
-		() =>
-			frappe
-				.call({
-					method: "memora_storage.api.delete_orphans",
-					args: { report: frm.doc.name },
-					freeze: true,
-					freeze_message: __("Deleting orphaned files…"),
-				})
-				.then(() => frm.reload_doc())
+		() => frm.call("delete_orphans")
 	);
 }

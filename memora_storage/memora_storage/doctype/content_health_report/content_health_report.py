@@ -2,11 +2,87 @@
 # For license information, please see license.txt
 
 import frappe
+from frappe import _
 from frappe.model.document import Document
 from frappe.utils import add_days, now_datetime
 
+from memora_storage import cdn_sync, health, progress
+
 
 class ContentHealthReport(Document):
+	@frappe.whitelist()
+	def resync(self) -> bool:
+		"""Queue an upload of what this verification found missing on or different from the CDN.
+
+		A job: every listed file is read. False when one is already running for this report.
+		"""
+		frappe.only_for("System Manager")
+		if self.scope != "CDN Verification":
+			frappe.throw(_("Only a CDN verification's report lists files to resync."))
+		return self._queue("run_resync")
+
+	@frappe.whitelist()
+	def delete_orphans(self) -> bool:
+		"""Delete the orphaned files this scan listed, those still orphans now.
+
+		A job: each file is checked against every record first. False when one is already running.
+		"""
+		frappe.only_for("System Manager")
+		if self.scope not in health.SCOPES:
+			frappe.throw(_("Only a health scan's report lists orphaned files."))
+		return self._queue("run_delete_orphans")
+
+	def run_resync(self) -> int:
+		"""The Resync job; the user who asked sees its progress and is told how many files were queued."""
+		with progress.Task(_("Resync"), user=frappe.session.user) as task:
+			count = cdn_sync.resync(
+				self,
+				on_progress=lambda done, total: task.progress(
+					done, total, _("Files read: {0} of {1}").format(done, total)
+				),
+			)
+			task.done(
+				_("{0} content files queued for the CDN.").format(count), doctype=self.doctype, name=self.name
+			)
+		return count
+
+	def run_delete_orphans(self) -> dict[str, int]:
+		"""The Delete Orphans job; the user who asked sees its progress and is told what was done."""
+		with progress.Task(_("Delete Orphans"), user=frappe.session.user) as task:
+			counts = health.delete_orphans(
+				self,
+				on_progress=lambda done, total: task.progress(
+					done, total, _("Files checked: {0} of {1}").format(done, total)
+				),
+			)
+			task.done(
+				_(
+					"{0} orphaned files deleted; {1} kept because a record expects them now or they changed."
+				).format(counts["deleted"], counts["kept"]),
+				indicator="orange" if counts["failed"] else "green",
+				doctype=self.doctype,
+				name=self.name,
+			)
+		self.notify_update()  # an open form reloads to show the new Orphans Deleted count
+		return counts
+
+	def _queue(self, method: str) -> bool:
+		"""Run `method` of this report on the long queue, once at a time per report."""
+		job = frappe.enqueue_doc(
+			self.doctype,
+			self.name,
+			method,
+			queue="long",
+			timeout=None,  # the long queue's
+			job_id=f"memora_storage:{method}:{frappe.local.site}:{self.name}",
+			deduplicate=True,
+		)
+		if job:
+			frappe.msgprint(_("Started in the background; you will be told when it ends."), alert=True)
+		else:
+			frappe.msgprint(_("This is already running for this report; you will be told when it ends."))
+		return job is not None
+
 	@staticmethod
 	def clear_old_logs(days: int = 90) -> None:
 		"""Log Settings calls this daily: scans write a dozen reports a day, so old ones go, with their
