@@ -323,12 +323,15 @@ def flush() -> None:
 		failed = True
 	frappe.db.commit()
 	if failed:
+		# Frappe v15 builds the response before the commit that runs this (frappe/app.py), so a message
+		# left in the message log would never reach the user: it goes through the realtime server.
 		frappe.msgprint(
 			_(
 				"Saved. Some content files could not be written yet; they are retried every minute. See Content File and Error Log."
 			),
 			indicator="orange",
 			alert=True,
+			realtime=True,
 		)
 
 
