@@ -30,6 +30,9 @@ doc_events = {
 	},
 }
 
+# Frappe v15's frappe.client.get_count checks no permission; this one does (memora_storage/overrides.py).
+override_whitelisted_methods = {"frappe.client.get_count": "memora_storage.overrides.get_count"}
+
 # A Content File row records a document's file; it must not stop the document's deletion.
 ignore_links_on_delete = ["Content File"]
 
