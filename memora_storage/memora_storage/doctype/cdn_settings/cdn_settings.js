@@ -40,12 +40,20 @@ function test_connection(frm) {
 	frappe
 		.call({ method: "memora_storage.api.test_connection", freeze: true, freeze_message: __("Testing…") })
 		.then((r) => {
+			const labels = {
+				write: __("Write a probe object"),
+				read: __("Read it back"),
+				list: __("List it"),
+				delete: __("Delete it"),
+			};
 			const rows = r.message.steps
 				.map(
 					(s) =>
-						`<tr><td>${frappe.utils.escape_html(s.name)}</td><td>${
-							s.ok ? "✔" : "✘"
-						}</td><td>${s.seconds}s</td><td>${frappe.utils.escape_html(s.message || "")}</td></tr>`
+						`<tr data-step="${frappe.utils.escape_html(s.name)}"><td>${frappe.utils.escape_html(
+							labels[s.name] || s.name
+						)}</td><td>${s.ok ? "✔" : "✘"}</td><td>${
+							s.seconds
+						}s</td><td>${frappe.utils.escape_html(s.message || "")}</td></tr>`
 				)
 				.join("");
 			frappe.msgprint({

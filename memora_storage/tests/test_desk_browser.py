@@ -1,0 +1,640 @@
+"""Desk in a real browser: headless Chromium (selenium) against this site's dev server, a real bench
+worker and the bench's realtime server, as an administrator would use them.
+
+Background jobs report progress and their end through the realtime server (apps/frappe/socketio.js):
+the test uses the one listening on the port common_site_config names, or starts it there, serves the
+site under its own name (the realtime server tells sites apart by host name) with DEV_SERVER set, as
+`bench start` does, so Desk connects to it, and records the `progress` and `msgprint` events the page
+receives. Each page is saved as a screenshot in docs/screenshots/ (MEMORA_SCREENSHOT_DIR overrides).
+
+Needs selenium in the bench's environment, Chromium and chromedriver (MEMORA_CHROMIUM and
+MEMORA_CHROMEDRIVER name others), node, the site's name resolving to this machine, and the S3
+endpoint of `run-tests` (MEMORA_TEST_S3_ENDPOINT); skipped with the reason otherwise.
+"""
+
+import importlib.util
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+import unittest
+from pathlib import Path
+from unittest import mock
+from urllib.parse import quote
+
+import frappe
+import requests
+from frappe.utils.password import update_password
+
+from memora_storage import api, content_files, disk_guard, reports
+from memora_storage.tasks import retry_pending_writes
+from memora_storage.tests.utils import (
+	S3_ENDPOINT,
+	S3_KEYS,
+	S3_SKIP_REASON,
+	ContentTestCase,
+	s3_client,
+	start_dev_server,
+	start_worker,
+	stop,
+	use_endpoint,
+)
+from memora_storage.utils.paths import resolve
+
+CHROMIUM = os.environ.get("MEMORA_CHROMIUM") or shutil.which("chromium") or shutil.which("google-chrome")
+CHROMEDRIVER = os.environ.get("MEMORA_CHROMEDRIVER") or shutil.which("chromedriver")
+NODE = shutil.which("node")
+CHROMIUM_ARGS = (
+	"--headless",
+	"--no-sandbox",  # root, and containers without user namespaces
+	"--disable-gpu",
+	"--disable-quic",
+	"--no-first-run",
+	"--disable-background-networking",
+	"--disable-component-update",
+	"--disable-sync",
+	"--window-size=1440,1000",
+)
+SCREENSHOTS = Path(
+	os.environ.get("MEMORA_SCREENSHOT_DIR") or Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+)
+USER = "memora-desk@example.com"  # a System Manager of the test's own, with a password it sets
+WAIT_S = 90  # a job: worker fork, site init, the work, the realtime hop
+# Installed on every page: what the realtime server delivered, besides Desk's own handling of it.
+RECORDER = """
+if (!window.__memora) {
+	window.__memora = { progress: [], msgprint: [] };
+	frappe.realtime.on("progress", (data) => window.__memora.progress.push(data));
+	frappe.realtime.on("msgprint", (data) => window.__memora.msgprint.push(data));
+}
+"""
+
+
+def skip_reason() -> str | None:
+	"""Why this machine cannot run the browser tests, or None."""
+	if importlib.util.find_spec("selenium") is None:
+		return "selenium is not installed in the bench's environment (pip install selenium)"
+	if not (CHROMIUM and os.path.exists(CHROMIUM)):
+		return "Chromium not found (install chromium, or set MEMORA_CHROMIUM)"
+	if not (CHROMEDRIVER and os.path.exists(CHROMEDRIVER)):
+		return "chromedriver not found (install chromium-driver, or set MEMORA_CHROMEDRIVER)"
+	if not NODE:
+		return "node not found: the realtime server (apps/frappe/socketio.js) cannot run"
+	if not S3_ENDPOINT:
+		return S3_SKIP_REASON
+	if not getattr(frappe.local, "site", None):
+		return "no site: run through bench run-tests"
+	try:
+		if not socket.gethostbyname(frappe.local.site).startswith("127."):
+			return f"{frappe.local.site} does not resolve to this machine (add it to /etc/hosts)"
+	except OSError:
+		return f"{frappe.local.site} does not resolve (add '127.0.0.1 {frappe.local.site}' to /etc/hosts)"
+	return None
+
+
+def realtime_answers(port: int) -> bool:
+	try:
+		response = requests.get(f"http://127.0.0.1:{port}/socket.io/?EIO=4&transport=polling", timeout=2)
+	except requests.ConnectionError:
+		return False
+	return response.ok and response.text.startswith("0")
+
+
+def start_realtime() -> subprocess.Popen | None:
+	"""The bench's realtime server on its configured port; None when one already answers there."""
+	port = frappe.conf.socketio_port or 9000
+	if realtime_answers(port):
+		return None
+	bench = os.path.dirname(os.path.abspath(frappe.local.sites_path))
+	process = subprocess.Popen(
+		[NODE, os.path.join("apps", "frappe", "socketio.js")],
+		cwd=bench,
+		stdout=subprocess.DEVNULL,
+		stderr=subprocess.DEVNULL,
+	)
+	deadline = time.monotonic() + 30
+	while not realtime_answers(port):
+		if time.monotonic() > deadline or process.poll() is not None:
+			stop(process)
+			raise RuntimeError(f"the realtime server did not start on port {port}")
+		time.sleep(0.3)
+	return process
+
+
+def desk_user() -> str:
+	"""The test's System Manager, with a fresh password (the site's Administrator password is its own)."""
+	if not frappe.db.exists("User", USER):
+		frappe.get_doc(
+			{
+				"doctype": "User",
+				"email": USER,
+				"first_name": "Desk",
+				"last_name": "Tester",
+				"send_welcome_email": 0,
+				"roles": [{"role": "System Manager"}],
+			}
+		).insert(ignore_permissions=True)
+	password = frappe.generate_hash()
+	update_password(USER, password)
+	frappe.db.commit()
+	return password
+
+
+BROWSER_SKIP = skip_reason()
+
+
+@unittest.skipIf(BROWSER_SKIP, BROWSER_SKIP or "")
+class TestDeskInBrowser(ContentTestCase):
+	@classmethod
+	def setUpClass(cls) -> None:
+		from selenium import webdriver
+		from selenium.webdriver.chrome.service import Service
+
+		super().setUpClass()
+		password = desk_user()
+		cls.processes = []
+		cls.realtime = start_realtime()
+		cls.worker = start_worker()
+		with mock.patch.dict(os.environ, {"DEV_SERVER": "1"}):  # Desk then dials the realtime port
+			cls.server, base = start_dev_server()
+		cls.base = base.replace("127.0.0.1", frappe.local.site)
+		options = webdriver.ChromeOptions()
+		options.binary_location = CHROMIUM
+		for arg in CHROMIUM_ARGS:
+			options.add_argument(arg)
+		cls.profile = tempfile.mkdtemp(prefix="memora-chromium-")
+		options.add_argument(f"--user-data-dir={cls.profile}")
+		cls.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+		cls.log_in(password)
+
+	@classmethod
+	def tearDownClass(cls) -> None:
+		cls.driver.quit()
+		shutil.rmtree(cls.profile, ignore_errors=True)
+		for process in (cls.server, cls.worker, cls.realtime):
+			if process:
+				stop(process)
+		super().tearDownClass()
+
+	@classmethod
+	def log_in(cls, password: str) -> None:
+		from selenium.webdriver.common.by import By
+
+		cls.driver.get(f"{cls.base}/login")
+		cls.driver.find_element(By.ID, "login_email").send_keys(USER)
+		cls.driver.find_element(By.ID, "login_password").send_keys(password)
+		cls.driver.find_element(By.CSS_SELECTOR, ".btn-login").click()
+		deadline = time.monotonic() + 30
+		while "/app" not in cls.driver.current_url:
+			if time.monotonic() > deadline:
+				raise AssertionError(f"login did not reach Desk: {cls.driver.current_url}")
+			time.sleep(0.2)
+
+	def setUp(self) -> None:
+		super().setUp()
+		self.bucket = f"memora-desk-{self.tag.lower()}"
+		s3_client().create_bucket(Bucket=self.bucket)
+		frappe.db.delete(content_files.DOCTYPE)  # the list and the cards show this test's rows only
+		frappe.db.commit()
+
+	# The pages ------------------------------------------------------------------------------------
+
+	def test_cdn_settings_validation_connection_and_where_urls_point(self):
+		self.open("cdn-settings", "CDN Settings")
+		self.assert_intro("http://memora.local/files/memora_content", "orange")
+
+		self.field("enable_cdn").click()
+		self.save()
+		self.assert_dialog(
+			"CDN Base URL missing", "Enter a CDN Base URL before enabling the CDN", indicator="red"
+		)
+		self.close_dialog()
+		self.type("cdn_base_url", "https://cdn.example.com")
+		self.save()
+		self.assert_dialog("Bucket missing", "Enter the Bucket that the CDN serves", indicator="red")
+		self.close_dialog()
+
+		self.type("endpoint_url", S3_ENDPOINT)
+		self.type("bucket", self.bucket)
+		self.type("access_key_id", S3_KEYS["access_key_id"])
+		self.type("secret_access_key", S3_KEYS["secret_access_key"])
+		self.save()
+		self.wait(lambda: not self.js("return cur_frm.is_dirty()"), "the settings were not saved")
+		self.assert_intro("https://cdn.example.com", "blue")
+		self.assertEqual(frappe.db.get_single_value("CDN Settings", "bucket"), self.bucket)
+		# The base URL changed, so every file is re-linked by a job; CDN Settings hears of its end.
+		self.wait_realtime("msgprint", "content files rebuilt")
+		self.screenshot("desk-cdn-settings")
+
+		self.click("Test Connection", group="CDN")
+		self.assert_dialog("Connection works", indicator="green")
+		steps = self.js(
+			"""return $('.modal.show tr[data-step]').map((i, row) => [[
+				row.dataset.step, $(row).find('td').eq(0).text(), $(row).find('td').eq(1).text()
+			]]).get()"""
+		)
+		self.assertEqual([step[0] for step in steps], ["write", "read", "list", "delete"])
+		self.assertEqual(steps[0][1], "Write a probe object")
+		self.assertEqual({step[2] for step in steps}, {"✔"})
+		self.screenshot("desk-cdn-settings-test-connection")
+		self.close_dialog()
+
+		self.field("local_fallback_mode").click()
+		self.save()
+		self.assert_intro("http://memora.local/files/memora_content", "orange")
+		self.assertEqual(
+			self.js("return cur_frm.doc.current_base_url"), "http://memora.local/files/memora_content"
+		)
+
+	def test_content_file_list_indicators_filters_and_retry_on_selected_rows(self):
+		rows = self.arrange_rows()
+		self.open("content-file", list_of=content_files.DOCTYPE)
+		self.assertEqual(
+			self.indicators(),
+			{
+				rows["synced"]: ("Synced", "green"),
+				rows["failed"][0]: ("Failed", "red"),
+				rows["failed"][1]: ("Failed", "red"),
+				rows["pending"]: ("Pending", "orange"),
+				rows["syncing"]: ("Syncing", "blue"),
+				rows["write_pending"]: ("Write Pending", "orange"),
+			},
+		)
+		self.screenshot("desk-content-file-list")
+
+		self.open("content-file?sync_status=Failed", list_of=content_files.DOCTYPE)
+		self.assertIn(
+			["sync_status", "=", "Failed"], self.js("return cur_list.filters.map((f) => f.slice(1, 4))")
+		)
+		self.assertEqual(set(self.indicators()), set(rows["failed"]))
+		self.js("$('.list-row-checkbox:visible').click()")  # select every Failed row
+		self.wait(lambda: self.js("return cur_list.get_checked_items().length") == 2, "rows not selected")
+		self.click_action("Retry CDN Sync")
+		self.wait_alert("2 content files queued for the CDN.")
+		frappe.db.rollback()  # see what the dev server committed
+		for name in rows["failed"]:
+			row = frappe.db.get_value(content_files.DOCTYPE, name, ["sync_status", "attempts"], as_dict=True)
+			self.assertEqual((row.sync_status, row.attempts), ("Pending", 0))
+		self.wait(lambda: not self.indicators(), "the retried rows still show under the Failed filter")
+
+	def test_health_report_resync_and_delete_orphans(self):
+		_plan, _subject, units = self.make_tree()
+		use_endpoint(S3_ENDPOINT, self.bucket)
+		self.wait(self.all_synced, "the worker did not upload the tree")
+		missing = f"units/{units[0].name}.json"
+		s3_client().delete_object(Bucket=self.bucket, Key=missing)
+
+		self.open("cdn-settings", "CDN Settings")
+		self.click("Verify CDN Now", group="CDN")
+		self.wait_alert("The CDN verification has started")
+		done = self.wait_realtime("msgprint", "files match the CDN")
+		self.assertEqual(done["indicator"], "orange")
+		self.assertIn("CDN verification", {p["title"] for p in self.realtime("progress")})
+		frappe.db.rollback()  # see what the worker committed
+		report = frappe.get_last_doc(reports.DOCTYPE, filters={"scope": "CDN Verification"})
+		self.assertIn(f'href="/app/content-health-report/{report.name}"', done["message"])
+		self.assertIn(("Missing on CDN", missing), {(p.problem, p.path) for p in report.issues})
+
+		self.open(f"content-health-report/{report.name}", reports.DOCTYPE, report.name)
+		self.assertEqual(self.js("return cur_frm.doc.cdn_missing_count"), report.cdn_missing_count)
+		self.assertIn("Missing on CDN", self.text(".frappe-control[data-fieldname='issues']"))
+		self.assertIn(missing, self.text(".frappe-control[data-fieldname='issues']"))
+		self.screenshot("desk-content-health-report-verification")
+		self.click("Resync")
+		self.wait_alert("Started in the background")
+		self.wait_realtime(
+			"msgprint", f"{report.cdn_missing_count + report.cdn_mismatch_count} content files queued"
+		)
+		self.wait(
+			lambda: self.object(missing) == self.store.read(missing), "Resync did not restore the object"
+		)
+
+		orphan = f"units/orphan-{self.tag}.json"
+		self.plant(orphan)
+		self.open("content-health-report", list_of=reports.DOCTYPE)
+		self.click("Run Full Health Scan", group="Scan")
+		self.wait_alert("The health scan has started")
+		done = self.wait_realtime("msgprint", "records checked")
+		frappe.db.rollback()
+		scan = frappe.get_last_doc(reports.DOCTYPE, filters={"scope": "Manual"})
+		self.assertIn(scan.name, done["message"])
+		self.assertIn(("Orphaned", orphan), {(p.problem, p.path) for p in scan.issues})
+
+		self.open(f"content-health-report/{scan.name}", reports.DOCTYPE, scan.name)
+		self.click("Delete Orphans")
+		self.assert_dialog(body=f"Delete the {scan.orphaned_count} orphaned files this report lists?")
+		self.screenshot("desk-content-health-report-delete-orphans")
+		self.js("$('.modal.show .btn-primary:visible').click()")
+		done = self.wait_realtime("msgprint", "orphaned files deleted")
+		deleted = int(done["message"].split()[0])  # the site may hold other tests' orphans too
+		self.assertGreaterEqual(deleted, 1)
+		self.assertFalse(resolve(self.store.root, orphan).exists())
+		# The job's update reaches the open form, which reloads: the count shows, the button goes.
+		self.wait(
+			lambda: self.js("return cur_frm.doc.orphans_deleted_count") == deleted,
+			"the form did not reload after Delete Orphans",
+		)
+		if deleted == scan.orphaned_count:
+			self.wait(lambda: not self.buttons("Delete Orphans"), "Delete Orphans is still offered")
+
+	def test_workspace_number_cards_and_chart(self):
+		self.arrange_rows()
+		frappe.db.rollback()
+		self.open("memora-storage")
+		self.wait(
+			lambda: len(self.cards()) == 5 and "" not in self.cards().values(), "number cards not loaded"
+		)
+		cards = self.cards()
+		count = lambda **filters: str(frappe.db.count(content_files.DOCTYPE, filters))  # noqa: E731
+		self.assertEqual(cards["CDN Sync Pending"], count(sync_status="Pending"))
+		self.assertEqual(cards["CDN Sync Failed"], count(sync_status="Failed"))
+		self.assertEqual(cards["Content Writes Pending"], count(local_status="Pending"))
+		self.assertEqual(cards["Last Health Scan Problems"], str(api.last_health_problems()["value"]))
+		self.assertAlmostEqual(
+			float(cards["Content Disk Free"].rstrip("%")), disk_guard.disk_free()["value"], delta=1
+		)
+		self.assertEqual(cards["CDN Sync Failed"], "2")
+
+		chart = ".dashboard-widget-box:has(.widget-title:contains('Content Files by Sync Status'))"
+		self.wait(lambda: self.js(f'return $("{chart} svg.frappe-chart").length') == 1, "chart not drawn")
+		labels = self.js(f'return $("{chart} .legend-dataset-text, {chart} .chart-legend").text()')
+		for status in ("Synced", "Failed", "Pending", "Syncing"):
+			self.assertIn(status, labels)
+		self.screenshot("desk-workspace")
+
+	def test_after_save_notice_reaches_the_browser_when_the_folder_is_unwritable(self):
+		if os.geteuid() == 0:
+			self.skipTest(
+				"running as root: file permissions do not stop root, so 'permission denied' cannot occur"
+			)
+		_plan, _subject, units = self.make_tree()
+		folder = resolve(self.store.root, f"units/{units[0].name}.json").parent
+		mode = folder.stat().st_mode
+		self.open(f"unit/{units[0].name}", "Unit", units[0].name)
+		os.chmod(folder, stat.S_IRUSR | stat.S_IXUSR)
+		try:
+			self.type("title", " (edited)")
+			self.save()
+			alert = self.wait_alert("Some content files could not be written yet", indicator="orange")
+			self.assertIn("retried every minute", alert)
+			self.assertEqual(self.realtime("msgprint")[-1]["indicator"], "orange")
+			frappe.db.rollback()
+			self.assertEqual(frappe.db.get_value("Unit", units[0].name, "title"), f"{units[0].name} (edited)")
+			self.screenshot("desk-save-notice")
+		finally:
+			os.chmod(folder, mode)
+		retry_pending_writes()
+		frappe.db.commit()
+
+	# Arranging ------------------------------------------------------------------------------------
+
+	def arrange_rows(self) -> dict:
+		"""Content File rows in every state the list tells apart, on this test's files."""
+		_plan, subject, units = self.make_tree()
+		units += [self.make("Unit", f"unit-{self.tag}-{i}", subject=subject.name) for i in (3, 4)]
+		name = lambda doc: content_files.row_name(f"units/{doc.name}.json")  # noqa: E731
+		rows = {
+			"synced": name(units[0]),
+			"failed": [name(units[1]), name(units[2])],
+			"syncing": name(units[3]),
+			"pending": content_files.row_name(f"plans/{subject.plan}/subjects/{subject.name}.json"),
+			"write_pending": content_files.row_name(f"plans/{subject.plan}/manifest.json"),
+		}
+		frappe.db.set_value(content_files.DOCTYPE, rows["synced"], "sync_status", "Synced")
+		for failed in rows["failed"]:
+			frappe.db.set_value(
+				content_files.DOCTYPE,
+				failed,
+				{"sync_status": "Failed", "attempts": 8, "last_error": "connection refused"},
+			)
+		frappe.db.set_value(content_files.DOCTYPE, rows["syncing"], "sync_status", "Syncing")
+		frappe.db.set_value(content_files.DOCTYPE, rows["write_pending"], "local_status", "Pending")
+		frappe.db.commit()
+		return rows
+
+	def plant(self, path: str) -> None:
+		"""A file no record expects, an hour old (scans leave new files a minute's grace)."""
+		target = resolve(self.store.root, path)
+		target.write_bytes(b"{}\n")
+		os.utime(target, (time.time() - 3600,) * 2)
+		self.addCleanup(lambda: target.unlink(missing_ok=True))
+
+	def all_synced(self) -> bool:
+		frappe.db.rollback()  # see the worker's commits
+		statuses = set(
+			frappe.get_all(
+				content_files.DOCTYPE, filters={"path": ["like", f"%{self.tag}%"]}, pluck="sync_status"
+			)
+		)
+		return statuses == {"Synced"}
+
+	def object(self, path: str) -> bytes | None:
+		try:
+			return s3_client().get_object(Bucket=self.bucket, Key=path)["Body"].read()
+		except Exception:
+			return None
+
+	# The browser ----------------------------------------------------------------------------------
+
+	def js(self, script: str, *args):
+		return self.driver.execute_script(script, *args)
+
+	def wait(self, condition, message: str, timeout: float = WAIT_S):
+		"""Poll until `condition()` is truthy and return it; fail with `message` and a screenshot."""
+		deadline = time.monotonic() + timeout
+		while True:
+			try:
+				if result := condition():
+					return result
+			except Exception:
+				if time.monotonic() > deadline:
+					raise
+			if time.monotonic() > deadline:
+				self.screenshot(f"failed-{self._testMethodName}", folder=tempfile.gettempdir())
+				self.fail(f"{message} (after {timeout:.0f} s)")
+			time.sleep(0.25)
+
+	def open(
+		self, route: str, doctype: str | None = None, name: str | None = None, list_of: str | None = None
+	):
+		"""Load a Desk page, wait for the realtime connection and the page, and record realtime events."""
+		self.driver.get(f"{self.base}/app/{route}")
+		self.wait(
+			lambda: self.js(
+				"return !!(window.frappe && frappe.realtime && frappe.realtime.socket && frappe.realtime.socket.connected)"
+			),
+			"Desk did not connect to the realtime server",
+		)
+		self.js(RECORDER)
+		if doctype:
+			self.wait(
+				lambda: self.js(
+					"return !!(window.cur_frm && cur_frm.doctype === arguments[0] && cur_frm.docname === arguments[1] && cur_frm.page.wrapper.is(':visible') && !cur_frm.is_dirty())",
+					doctype,
+					name or doctype,
+				),
+				f"the {doctype} form did not open",
+			)
+		elif list_of:
+			self.wait(
+				lambda: self.js(
+					"return !!(window.cur_list && cur_list.doctype === arguments[0] && cur_list.page.wrapper.is(':visible') && cur_list.data !== undefined && !cur_list.$result.find('.list-loading').length)",
+					list_of,
+				),
+				f"the {list_of} list did not load",
+			)
+		self.wait(lambda: not self.js("return frappe.dom.freeze_count || 0"), "the page stayed frozen")
+
+	def field(self, fieldname: str):
+		from selenium.webdriver.common.by import By
+
+		selector = f".frappe-control[data-fieldname='{fieldname}'] input"
+		return next(e for e in self.driver.find_elements(By.CSS_SELECTOR, selector) if e.is_displayed())
+
+	def type(self, fieldname: str, text: str) -> None:
+		from selenium.webdriver.common.keys import Keys
+
+		element = self.field(fieldname)
+		element.click()
+		element.send_keys(Keys.END, text, Keys.TAB)
+		self.wait(
+			lambda: (self.js("return cur_frm.doc[arguments[0]]", fieldname) or "").endswith(text),
+			f"{fieldname} did not take the typed value",
+		)
+
+	def save(self) -> None:
+		from selenium.webdriver.common.keys import Keys
+
+		self.driver.find_element("tag name", "body").send_keys(Keys.CONTROL, "s")
+
+	def buttons(self, label: str) -> list:
+		from selenium.webdriver.common.by import By
+
+		selector = f".page-actions button[data-label='{quote(label, safe='')}'], .inner-group-button[data-label='{quote(label, safe='')}'] > button"
+		return [e for e in self.driver.find_elements(By.CSS_SELECTOR, selector) if e.is_displayed()]
+
+	def click(self, label: str, group: str | None = None) -> None:
+		"""Click a custom button of the page, or the item `label` of its button group `group`."""
+		from selenium.webdriver.common.by import By
+
+		if not group:
+			self.wait(lambda: self.buttons(label), f"no button {label!r}")[0].click()
+			return
+		self.wait(lambda: self.buttons(group), f"no button group {group!r}")[0].click()
+		selector = f".inner-group-button[data-label='{quote(group, safe='')}'] .dropdown-item[data-label='{quote(label, safe='')}']"
+		self.wait(
+			lambda: [e for e in self.driver.find_elements(By.CSS_SELECTOR, selector) if e.is_displayed()],
+			f"no item {label!r} under {group!r}",
+		)[0].click()
+
+	def click_action(self, label: str) -> None:
+		"""An item of the list's Actions menu (the actions on the selected rows)."""
+		from selenium.webdriver.common.by import By
+
+		self.wait(
+			lambda: [
+				e
+				for e in self.driver.find_elements(By.CSS_SELECTOR, ".actions-btn-group > button")
+				if e.is_displayed()
+			],
+			"no Actions menu",
+		)[0].click()
+		self.wait(
+			lambda: [
+				e
+				for e in self.driver.find_elements(By.CSS_SELECTOR, ".actions-btn-group .dropdown-item")
+				if e.is_displayed() and e.text.strip() == label
+			],
+			f"no action {label!r}",
+		)[0].click()
+
+	def text(self, selector: str) -> str:
+		return self.js("return $(arguments[0]).filter(':visible').text()", selector)
+
+	def assert_intro(self, url: str, color: str) -> None:
+		"""The form's headline: where content URLs point now, blue while the CDN serves, else orange."""
+		intro = self.wait(
+			lambda: self.js(
+				"return $('.form-message:visible').map((i, e) => [[e.className, e.innerText]]).get()"
+			),
+			"no headline on the form",
+		)
+		self.assertEqual(len(intro), 1, intro)
+		classes, text = intro[0]
+		self.assertEqual(text.strip(), f"Content URLs now point to: {url}")
+		self.assertIn(color, classes.split())
+
+	def assert_dialog(self, title: str | None = None, body: str | None = None, indicator: str | None = None):
+		shown = self.wait(
+			lambda: self.js(
+				"""const m = $('.modal.show:visible').last();
+				return m.length && [m.find('.modal-title').text().trim(), m.find('.modal-body').text(),
+					m.find('.modal-header .indicator').attr('class') || ''];"""
+			),
+			f"no dialog {title or body!r}",
+		)
+		if title:
+			self.assertEqual(shown[0], title)
+		if body:
+			self.assertIn(body, shown[1])
+		if indicator:
+			self.assertIn(indicator, shown[2].split())
+		return shown
+
+	def close_dialog(self) -> None:
+		self.js("$('.modal.show:visible').last().find('.btn-modal-close').click()")
+		self.wait(lambda: not self.js("return $('.modal.show:visible').length"), "the dialog did not close")
+
+	def wait_alert(self, text: str, indicator: str | None = None) -> str:
+		"""The text of the Desk alert (toast) holding `text`, of the indicator colour if one is given."""
+		selector = f"#alert-container .desk-alert{'.' + indicator if indicator else ''}"
+		return self.wait(
+			lambda: next(
+				(
+					t
+					for t in self.js("return $(arguments[0]).map((i, e) => e.innerText).get()", selector)
+					if text in t
+				),
+				None,
+			),
+			f"no alert {text!r}",
+		)
+
+	def realtime(self, event: str) -> list[dict]:
+		return self.js("return window.__memora[arguments[0]]", event)
+
+	def wait_realtime(self, event: str, text: str) -> dict:
+		"""The first `event` the realtime server delivered to this page whose message holds `text`."""
+		return self.wait(
+			lambda: next((e for e in self.realtime(event) if text in (e.get("message") or "")), None),
+			f"no realtime {event} {text!r}",
+		)
+
+	def indicators(self) -> dict[str, tuple[str, str]]:
+		"""Row name -> (indicator label, colour) of the rows the list shows."""
+		rows = self.js(
+			"""return $('.list-row-container:visible').map((i, row) => {
+				const pill = $(row).find('.indicator-pill').first();
+				const colour = (pill.attr('class') || '').split(/\\s+/).find((c) =>
+					['green', 'red', 'orange', 'blue', 'gray', 'yellow'].includes(c));
+				return [[$(row).find('.list-row-checkbox').attr('data-name'), pill.text().trim(), colour]];
+			}).get()"""
+		)
+		return {name: (label, colour) for name, label, colour in rows}
+
+	def cards(self) -> dict[str, str]:
+		"""Number card title -> the number it shows."""
+		return dict(
+			self.js(
+				"""return $('.number-widget-box:visible').map((i, card) => [[
+					$(card).find('.widget-title').text().trim(), $(card).find('.number').text().trim()
+				]]).get()"""
+			)
+		)
+
+	def screenshot(self, name: str, folder: str | os.PathLike = SCREENSHOTS) -> None:
+		Path(folder).mkdir(parents=True, exist_ok=True)
+		self.driver.save_screenshot(str(Path(folder) / f"{name}.png"))
