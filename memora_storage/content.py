@@ -140,6 +140,7 @@ class RenderContext:
 				fields=sorted(fields),
 				order_by=child.order_by,
 			)
+			rows = [row for row in rows if _existing_path(child, row)]  # a child no file can carry is not listed
 			urls = self.urls([path_of(child, row) for row in rows])
 			listed[child.list_key] = [
 				{"name": row.name, "title": row.get(title_field) if title_field else row.name, "url": url}
@@ -178,8 +179,8 @@ class Outcome(enum.Enum):
 def write_document(doc: Document, ctx: RenderContext, store: ContentStore) -> Outcome:
 	"""Render and write one document's file and record it."""
 	content_type = ctx.content_map[doc.doctype]
-	path = path_of(content_type, doc)
-	if path is None:
+	path = _existing_path(content_type, doc)
+	if path is None:  # no place on disk yet, or never (a name saves refuse; the health scan names it)
 		return Outcome.WRITTEN
 	try:
 		data = render(doc, ctx)
