@@ -119,7 +119,25 @@ def run_pass(bucket: CdnBucket, now: datetime.datetime | None = None) -> dict[st
 	rows = _claim(_ready(_due(due_at)), due_at)
 	if not rows:
 		return counts
+	try:
+		outcomes, landed = _send(bucket, rows, now)
+	except BaseException:
+		_release(rows[0].sync_claim)  # a pass that dies leaves nothing Syncing for the dispatcher to free
+		raise
 	counts["claimed"] = len(rows)
+	for outcome in outcomes.values():
+		counts[outcome] += 1
+	counts["rendered"] = content.write_parents(
+		row.parent_path for row in rows if row.path in landed and row.parent_path
+	)
+	frappe.db.commit()
+	return counts
+
+
+def _send(
+	bucket: CdnBucket, rows: list[frappe._dict], now: datetime.datetime
+) -> tuple[dict[str, str], dict[str, str]]:
+	"""Upload and delete the claimed rows, record each outcome, and serve what landed from the CDN."""
 	uploader = Uploader(settings.content_store(), bucket)
 	sent = {
 		r.path: r for r in uploader.upload_many([row.path for row in rows if row.sync_operation == "Upload"])
@@ -136,7 +154,6 @@ def run_pass(bucket: CdnBucket, now: datetime.datetime | None = None) -> dict[st
 		},
 		now,
 	)
-	frappe.db.commit()
 	landed = {
 		row.path: sent[row.path].sha256
 		for row in rows
@@ -146,13 +163,16 @@ def run_pass(bucket: CdnBucket, now: datetime.datetime | None = None) -> dict[st
 	delivery.forget(
 		row.path for row in rows if outcomes[row.name] == "synced" and row.sync_operation == "Delete"
 	)
-	for outcome in outcomes.values():
-		counts[outcome] += 1
-	counts["rendered"] = content.write_parents(
-		row.parent_path for row in rows if row.path in landed and row.parent_path
+	return outcomes, landed
+
+
+def _release(token: str) -> None:
+	frappe.db.rollback()
+	frappe.db.sql(
+		"update `tabContent File` set sync_status='Pending', sync_claim=null where sync_claim=%s and sync_status='Syncing'",
+		token,
 	)
 	frappe.db.commit()
-	return counts
 
 
 def _due(now: datetime.datetime) -> list[frappe._dict]:
@@ -194,37 +214,78 @@ def _claim(rows: list[frappe._dict], now: datetime.datetime) -> list[frappe._dic
 	if not rows:
 		return []
 	token = uuid.uuid4().hex
-	frappe.db.sql(
-		"""update `tabContent File` set sync_status='Syncing', sync_claim=%(token)s, modified=%(modified)s
-		where name in %(names)s and sync_status='Pending' and next_attempt_at <= %(now)s""",
-		{"token": token, "names": tuple(row.name for row in rows), "now": now, "modified": now_datetime()},
+	# SKIP LOCKED: a row a save holds right now waits for the next pass; the drain never waits on a
+	# lock, so it can never be one side of a deadlock with the saves it runs beside.
+	names = frappe.db.sql(
+		"""select name from `tabContent File`
+		where name in %(names)s and sync_status='Pending' and next_attempt_at <= %(now)s
+		for update skip locked""",
+		{"names": tuple(row.name for row in rows), "now": now},
+		pluck=True,
 	)
+	if names:
+		frappe.db.sql(
+			"""update `tabContent File` set sync_status='Syncing', sync_claim=%(token)s, modified=%(modified)s
+			where name in %(names)s""",
+			{"token": token, "names": tuple(names), "modified": now_datetime()},
+		)
 	frappe.db.commit()
 	return frappe.get_all(
 		DOCTYPE, filters={"sync_claim": token, "sync_status": "Syncing"}, fields=_ROW_FIELDS
 	)
 
 
+FINISH_WAIT_S = 30.0  # how long the drain waits for saves holding claimed rows before leaving them
+
+
 def _finish(
 	rows: list[frappe._dict], results: dict[str, tuple[str | None, Exception | None]], now: datetime.datetime
 ) -> dict[str, str]:
 	"""Record each claimed row's outcome in a few statements; a row that changed while we worked
-	(a new version, a delete) is queued again at once, so the CDN never ends on an older version."""
-	current = {
-		row.name: row
-		for row in frappe.db.sql(
+	(a new version, a delete) is queued again at once, so the CDN never ends on an older version.
+
+	Rows are taken with SKIP LOCKED, as in `_claim`: one a save holds is finished once it commits.
+	"""
+	outcomes: dict[str, str] = {}
+	waiting = {row.name: row for row in rows}
+	deadline = time.monotonic() + FINISH_WAIT_S
+	while waiting:
+		locked = frappe.db.sql(
 			"""select name, sync_operation, sha256, attempts, first_failure_at, sync_claim
-			from `tabContent File` where name in %(names)s for update""",
-			{"names": tuple(row.name for row in rows)},
+			from `tabContent File` where name in %(names)s for update skip locked""",
+			{"names": tuple(waiting)},
 			as_dict=True,
 		)
-	}
-	outcomes, synced, deleted, requeued = {}, [], [], {}
-	for row in rows:
-		now_row = current.get(row.name)
+		_record_outcomes([(waiting.pop(row.name), row) for row in locked], results, now, outcomes)
+		frappe.db.commit()
+		if waiting:
+			gone = set(waiting) - set(
+				frappe.get_all(DOCTYPE, filters={"name": ["in", list(waiting)]}, pluck="name")
+			)
+			for name in gone:
+				outcomes[name] = "requeued"  # deleted meanwhile: nothing left to record
+				del waiting[name]
+		if waiting and time.monotonic() > deadline:
+			for name in waiting:  # still Syncing: the dispatcher frees them later
+				outcomes[name] = "requeued"
+			break
+		if waiting:
+			time.sleep(0.01)
+	return outcomes
+
+
+def _record_outcomes(
+	pairs: list[tuple[frappe._dict, frappe._dict]],
+	results: dict[str, tuple[str | None, Exception | None]],
+	now: datetime.datetime,
+	outcomes: dict[str, str],
+) -> None:
+	"""(claimed row, its locked current state) pairs: their outcomes, in one statement per kind."""
+	synced, deleted, requeued = [], [], {}
+	for row, now_row in pairs:
 		sent, error = results[row.path]
-		if not now_row or now_row.sync_claim != row.sync_claim:
-			outcomes[row.name] = "requeued"  # deleted, or freed as stuck and claimed anew
+		if now_row.sync_claim != row.sync_claim:
+			outcomes[row.name] = "requeued"  # freed as stuck and claimed anew
 			continue
 		changed = now_row.sync_operation != row.sync_operation or (
 			row.sync_operation == "Upload" and now_row.sha256 != sent
@@ -253,7 +314,6 @@ def _finish(
 			{**content_files.sync_values(operation, None), "sync_claim": None},
 			update_modified=False,
 		)
-	return outcomes
 
 
 def _record_error(row: frappe._dict, error: Exception, now: datetime.datetime) -> str:
@@ -411,13 +471,17 @@ def _save_verification(result: VerifyReport, duration: float) -> "frappe.Documen
 def resync(report: "frappe.Document", on_progress: Callable[[int, int], None] | None = None) -> int:
 	"""Queue an upload of every path a verification found missing on or different from the CDN."""
 	store = settings.content_store()
-	wanted = [p for p in reports.report_problems(report) if p.problem in ("Missing on CDN", "Mismatch on CDN")]
+	wanted = [
+		p for p in reports.report_problems(report) if p.problem in ("Missing on CDN", "Mismatch on CDN")
+	]
 	queued = []
 	for done, problem in enumerate(wanted, 1):
 		if store.exists(problem.path):
 			data = store.read(problem.path)
 			queued.append(
-				content_files.queue_upload(WriteResult(problem.path, canonical.sha256(data), len(data), False))
+				content_files.queue_upload(
+					WriteResult(problem.path, canonical.sha256(data), len(data), False)
+				)
 			)
 		if on_progress:
 			on_progress(done, len(wanted))

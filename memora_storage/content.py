@@ -348,6 +348,7 @@ def apply(removals: dict[str, bool], renders: Iterable[tuple[str, str]]) -> bool
 			failed = True
 			continue
 		content_files.record_removal(path, is_folder)
+		frappe.db.commit()
 	ctx = new_context()
 	failed |= write_documents(renders, ctx, store)["failed"] > 0
 	return failed
@@ -368,6 +369,8 @@ def write_documents(renders: Iterable[tuple[str, str]], ctx: RenderContext, stor
 			continue
 		doc = frappe.get_doc(doctype, name)
 		outcome = write_document(doc, ctx, store)
+		# One row locked per transaction: the drain and other saves then never deadlock with this one.
+		frappe.db.commit()
 		counts["failed" if outcome is Outcome.FAILED else "written"] += 1
 		if outcome is Outcome.LEFT_CDN and (parent := parent_of(ctx.content_map[doctype], doc)):
 			if parent not in todo:
