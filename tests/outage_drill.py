@@ -1,5 +1,5 @@
-"""The CDN outage drill, step by step (SC-003, SC-004, SC-005). tests/test_outage_drill.py asserts
-every fact a step returns; benchmarks/bench_outage_drill.py narrates and times the same steps.
+"""The core CDN outage drill, step by step (SC-003, SC-004, SC-005). tests/test_outage_drill.py
+asserts every fact a step returns; benchmarks/bench_outage_drill.py narrates and times the same steps.
 
 The parts are real: a moto S3 server in its own process, killed with SIGKILL; the content store on
 a real folder laid out as a site (`sites/SITE/public/files/memora_content`); nginx from the
@@ -9,8 +9,18 @@ back with the objects it held, as a real bucket does after an outage.
 
 Files are rendered the way content.py renders them: canonical JSON, a plan manifest listing its
 subjects with their URLs, a subject listing its units with their URLs, every URL from the resolver
-over one settings snapshot. The app's Content File rows are played by `Sync`: what reached the CDN,
-and the backlog of what could not.
+over one settings snapshot. Every upload goes through the app's `Uploader.upload_many` and every
+delete through `CdnBucket.delete_many` (a removed folder spelled out by the paths it held on the CDN,
+as Content File rows spell it out), as the drain sends them.
+
+What this exercises: during the outage each of those attempts fails with an UNREACHABLE CdnError
+and the CDN keeps what it had; the disk holds exactly the live content; nginx serves it with its
+exact bytes and 404 for what was deleted. Recovery takes the disk as the source of truth: `verify`
+(the nightly verification) says where the restarted bucket differs, missing and mismatched paths
+are uploaded and extra ones deleted (as Resync and the drain do), and `verify` then finds none.
+The app's own queue is not here: that it loses nothing (every difference between the disk and the
+bucket is a Pending Content File row saying what to do) is asserted by the site drill,
+memora_storage/tests/test_outage_drill.py.
 """
 
 import http.client
@@ -35,7 +45,7 @@ from memora_storage.utils.resolver import UrlSettings, get_content_url
 from memora_storage.utils.s3 import CdnBucket, CdnError, S3Config
 from memora_storage.utils.store import ContentStore
 from memora_storage.utils.uploader import Uploader
-from memora_storage.utils.verify import VerifyReport, local_files, verify
+from memora_storage.utils.verify import local_files, verify
 
 SITE = "drill.localhost"
 BUCKET = "memora-outage-drill"
@@ -193,67 +203,6 @@ class Catalogue:
 		return {path: self.store.read(path) for path in (self.path(*doc) for doc in docs)}
 
 
-@dataclass
-class Sync:
-	"""What reached the CDN, and the backlog of what could not (the Content File rows' job in the app)."""
-
-	uploader: Uploader
-	synced: dict[str, str] = field(default_factory=dict)  # path -> sha256 confirmed on the CDN
-	uploads: set[str] = field(default_factory=set)
-	deletes: set[str] = field(default_factory=set)
-	folders: set[str] = field(default_factory=set)  # folders to delete with everything in them
-	errors: list[Exception] = field(default_factory=list)
-
-	def send(
-		self, uploads: Iterable[str] = (), deletes: Iterable[str] = (), folders: Iterable[str] = ()
-	) -> int:
-		"""Try each change once, concurrently; what fails joins the backlog. Returns how many failed."""
-		uploads, deletes, folders = set(uploads), set(deletes), set(folders)
-		self.uploads -= deletes | {p for p in self.uploads for f in folders if p.startswith(f + "/")}
-		failed = 0
-		removals = [(path, False) for path in sorted(deletes)] + [
-			(folder, True) for folder in sorted(folders)
-		]
-		with ThreadPoolExecutor(max_workers=16) as pool:
-			outcomes = list(pool.map(self._remove, removals))
-		for (path, is_folder), error in zip(removals, outcomes, strict=True):
-			pending = self.folders if is_folder else self.deletes
-			if error:
-				failed += 1
-				self.errors.append(error)
-				pending.add(path)
-				continue
-			pending.discard(path)
-			for gone in [p for p in self.synced if p == path or (is_folder and p.startswith(path + "/"))]:
-				del self.synced[gone]
-		for result in self.uploader.upload_many(sorted(uploads), self.synced):
-			if result.ok:
-				self.synced[result.path] = result.sha256
-				self.uploads.discard(result.path)
-			else:
-				failed += 1
-				self.errors.append(result.error)
-				self.uploads.add(result.path)
-		return failed
-
-	def _remove(self, item: tuple[str, bool]) -> CdnError | None:
-		path, is_folder = item
-		try:
-			self.uploader.bucket.delete_prefix(path) if is_folder else self.uploader.bucket.delete(path)
-		except CdnError as e:
-			return e
-		return None
-
-	def backlog(self) -> set[str]:
-		"""Every path the CDN still has to receive or lose, folders spelled out by what they held."""
-		in_folders = {p for p in self.synced for f in self.folders if p.startswith(f + "/")}
-		return self.uploads | self.deletes | in_folders
-
-	def flush(self) -> int:
-		"""Send the whole backlog, as the retry schedule does once the endpoint answers again."""
-		return self.send(set(self.uploads), set(self.deletes), set(self.folders))
-
-
 class Fetcher:
 	"""GET through one keep-alive connection per thread, as a browser reuses one."""
 
@@ -308,13 +257,35 @@ class Drill:
 			connect_timeout=1.0,
 		)
 		self.bucket = CdnBucket(config)
-		self.sync = Sync(Uploader(self.store, self.bucket))
+		self.uploader = Uploader(self.store, self.bucket)
+		self.synced: dict[str, str] = {}  # path -> sha256 of what an upload confirmed on the CDN
+		self.errors: list[Exception] = []
 		self.fetcher = Fetcher(nginx.url)
 		self.rng = random.Random(5)
 		self.before_outage: dict[str, str] = {}
 		self.removed: set[str] = set()
 		self.live: dict[str, bytes] = {}
 		self.seconds: dict[str, float] = {}
+
+	def send(self, uploads: Iterable[str] = (), deletes: Iterable[str] = ()) -> int:
+		"""Try each upload and delete once, as a drain pass does; `synced` follows what succeeded.
+
+		Returns how many failed; their errors are kept in `errors`.
+		"""
+		failed = 0
+		for path, error in self.bucket.delete_many(sorted(set(deletes))).items():
+			if error:
+				failed += 1
+				self.errors.append(error)
+			else:
+				self.synced.pop(path, None)
+		for result in self.uploader.upload_many(sorted(set(uploads))):
+			if result.ok:
+				self.synced[result.path] = result.sha256
+			else:
+				failed += 1
+				self.errors.append(result.error)
+		return failed
 
 	@contextmanager
 	def timed(self, step: str) -> Iterator[None]:
@@ -331,15 +302,15 @@ class Drill:
 			written = []
 			for p in range(plans):
 				written += self.catalogue.add_plan(f"plan-{p:02}", subjects, units, odd)
-			failed = self.sync.send(written)
+			failed = self.send(written)
 			report = verify(self.store.root, self.bucket)
-		self.before_outage = dict(self.sync.synced)
+		self.before_outage = dict(self.synced)
 		first = json.loads(self.store.read(self.catalogue.path("Plan", "plan-00")))["subjects"][0]
 		return {
 			"documents": len(self.catalogue.plans) + len(self.catalogue.subjects) + len(self.catalogue.units),
 			"written": len(written),
 			"failed": failed,
-			"synced": len(self.sync.synced),
+			"synced": len(self.synced),
 			"first_link": first["url"],
 			"report": report,
 		}
@@ -357,13 +328,13 @@ class Drill:
 		return {
 			"probe": probe,
 			"rounds": rounds,
-			"errors": list(self.sync.errors),
-			"synced": dict(self.sync.synced),
+			"errors": list(self.errors),
+			"synced": dict(self.synced),
 		}
 
 	def _outage_round(self, n: int) -> dict:
 		catalogue, rng = self.catalogue, self.rng
-		changed, deleted, folders = [], [], []
+		changed, deleted = [], []
 		for i in range(4):
 			name = f"وحدة جديدة {n}-{i}" if i == 0 else f"new-{n}-{i}"
 			changed += catalogue.add_unit(rng.choice(sorted(catalogue.subjects)), name, f"new in {n}")
@@ -379,18 +350,11 @@ class Drill:
 			victim = sorted(catalogue.plans)[-2]
 			unit_paths, folder = catalogue.delete_plan(victim)
 			deleted += unit_paths
-			folders.append(folder)
-			self.removed.update(p for p in self.before_outage if p.startswith(folder + "/"))
+			deleted += [p for p in self.synced if p.startswith(folder + "/")]
 		self.removed.update(deleted)
 		changed = [path for path in dict.fromkeys(changed) if path not in self.removed]
-		# A file whose bytes went back to what the CDN holds has nothing to send.
-		to_send = [p for p in changed if self.sync.synced.get(p) != canonical.sha256(self.store.read(p))]
-		failed = self.sync.send(changed, deleted, folders)
-		return {
-			"changed": len(changed),
-			"attempted": len(to_send) + len(deleted) + len(folders),
-			"failed": failed,
-		}
+		failed = self.send(changed, deleted)
+		return {"changed": len(changed), "attempted": len(changed) + len(set(deleted)), "failed": failed}
 
 	def fallback(self) -> dict:
 		"""3. Local Fallback Mode: URLs point at this server; files that list links are rendered again."""
@@ -399,18 +363,14 @@ class Drill:
 				local_domain=self.nginx.url, enable_cdn=True, cdn_base_url=CDN_BASE, local_fallback_mode=True
 			)
 			relinked = self.catalogue.relink()
-			failed = self.sync.send(relinked)
+			failed = self.send(relinked)
 		self.live = self.catalogue.live()
-		differs = {p for p in self.live if self.before_outage.get(p) != canonical.sha256(self.live[p])}
-		differs |= set(self.before_outage) - set(self.live)
 		return {
 			"relinked": len(relinked),
 			"failed": failed,
 			"live": len(self.live),
 			"on_disk_not_live": set(local_files(self.store.root)) ^ set(self.live),
 			"removed_but_live": self.removed & set(self.live),
-			"cdn_differs": differs,
-			"backlog": self.sync.backlog(),
 		}
 
 	def serve(self) -> dict:
@@ -470,18 +430,32 @@ class Drill:
 		}
 
 	def recover(self) -> dict:
-		"""5. The endpoint returns with what it held; the backlog goes up; the CDN matches the disk."""
+		"""5. The endpoint returns with what it held. Verify says where it differs from the disk; the
+		missing and mismatched paths go up, the extra ones are deleted; verify then finds no difference."""
 		with self.timed("restart"):
 			self.endpoint.restart()
-			before: VerifyReport = verify(self.store.root, self.bucket)
 		with self.timed("recover"):
-			backlog = len(self.sync.backlog())
-			failed = self.sync.flush()
+			found = verify(self.store.root, self.bucket)
+			stale = [*found.missing, *(m.path for m in found.mismatched)]
+			failed = self.send(stale, found.extra)
 			after = verify(self.store.root, self.bucket)
+		# What the CDN should lack, hold stale or hold too many, by what the drill did since it was in sync.
+		on_cdn, live = set(self.before_outage), set(self.live)
 		return {
-			"differs_after_restart": {*before.missing, *before.extra, *(m.path for m in before.mismatched)},
-			"backlog": backlog,
+			"found": {
+				"missing": set(found.missing),
+				"mismatched": {m.path for m in found.mismatched},
+				"extra": set(found.extra),
+			},
+			"expected": {
+				"missing": live - on_cdn,
+				"mismatched": {
+					p for p in live & on_cdn if self.before_outage[p] != canonical.sha256(self.live[p])
+				},
+				"extra": on_cdn - live,
+			},
+			"uploaded": len(stale),
+			"deleted": len(found.extra),
 			"failed": failed,
-			"backlog_left": self.sync.backlog(),
 			"report": after,
 		}
