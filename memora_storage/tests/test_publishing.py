@@ -260,6 +260,30 @@ class TestPublishing(ContentTestCase):
 		finally:
 			stop(worker)
 
+	def test_a_bulk_import_beside_a_draining_worker_ends_all_synced(self):
+		"""Saves and the drain touch the same rows at once: no deadlock, nothing left Syncing or stale."""
+		plan = self.make("Plan", f"plan-{self.tag}").name
+		subjects = [self.make("Subject", f"subject-{self.tag}-{s}", plan=plan).name for s in range(4)]
+		since = frappe.utils.now_datetime()
+		worker = start_worker()
+		try:
+			for batch in range(10):
+				for n in range(20):
+					name = f"unit-{self.tag}-{batch}-{n}"
+					self.make("Unit", name, commit=False, subject=subjects[n % 4], body=f"b {name}")
+				frappe.db.commit()
+			self.wait_quiet()
+		finally:
+			stop(worker)
+		rows = frappe.get_all("Content File", fields=["path", "sync_status", "sha256", "synced_sha256"])
+		self.assertEqual(len(rows), 1 + 4 + 200)
+		for row in rows:
+			self.assertEqual((row.sync_status, row.synced_sha256), ("Synced", row.sha256), row.path)
+		self.assertFalse(
+			frappe.get_all("Error Log", filters={"creation": [">=", since], "error": ["like", "%eadlock%"]})
+		)
+		self.assertEqual(set(self.walk(plan).values()), {"cdn"})
+
 	def test_quick_flips_converge_on_the_last_settings(self):
 		plan, _subjects, _units = self.tree(subjects=2, units=3)
 		self.drain()
