@@ -105,8 +105,8 @@ def run_size(workdir: Path, label: str, size: int, iterations: int) -> dict:
 	for i in range(-WARMUP, iterations):
 		data = version(template, i + WARMUP)
 		writes = [
-			(store_ms, lambda: store.write(path, data)),
-			(bare_ms, lambda: bare_write(bare_target, data)),
+			(store_ms, lambda data=data: store.write(path, data)),
+			(bare_ms, lambda data=data: bare_write(bare_target, data)),
 		]
 		shift = i % len(writes)  # each writer goes first in turn
 		for sink, fn in writes[shift:] + writes[:shift]:

@@ -8,16 +8,12 @@ The web server is nginx with bench's static-file rule over this bench's `sites` 
 endpoint is the moto server whose URL `run-tests` passes in MEMORA_TEST_S3_ENDPOINT.
 """
 
-import os
-import shutil
-import tempfile
 import unittest
 
 import frappe
 import requests
 
 from memora_storage import api, cdn_sync, tasks
-from memora_storage.tests.nginx import Nginx, find_nginx
 from memora_storage.tests.utils import (
 	S3_ENDPOINT,
 	S3_KEYS,
@@ -25,7 +21,7 @@ from memora_storage.tests.utils import (
 	ContentTestCase,
 	closed_port_url,
 	s3_client,
-	start_dev_server,
+	serve_site_files,
 	use_endpoint,
 )
 from memora_storage.utils import canonical
@@ -40,17 +36,7 @@ class TestOutageDrill(ContentTestCase):
 	@classmethod
 	def setUpClass(cls) -> None:
 		super().setUpClass()
-		cls.served_by_nginx = find_nginx() is not None
-		if cls.served_by_nginx:
-			prefix = tempfile.mkdtemp(prefix="memora-drill-nginx-")
-			cls.addClassCleanup(shutil.rmtree, prefix, ignore_errors=True)
-			server = Nginx(os.path.abspath(frappe.local.sites_path), frappe.local.site, prefix).start()
-			cls.addClassCleanup(server.stop)
-			cls.base = server.url
-		else:
-			process, cls.base = start_dev_server()
-			cls.addClassCleanup(process.wait)
-			cls.addClassCleanup(process.kill)
+		cls.base, cls.served_by_nginx = serve_site_files(cls)
 		cls.http = requests.Session()
 		cls.addClassCleanup(cls.http.close)
 

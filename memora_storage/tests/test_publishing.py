@@ -7,9 +7,6 @@ A walk starts from the URL the API gives for a manifest and follows every link i
 asserting each GET answers 200 with the local file's exact bytes.
 """
 
-import os
-import shutil
-import tempfile
 import time
 import unittest
 from urllib.parse import unquote
@@ -18,13 +15,13 @@ import frappe
 import requests
 
 from memora_storage import api, cdn_sync, content_files, delivery, jobs, reports, settings
-from memora_storage.tests.nginx import Nginx, find_nginx
 from memora_storage.tests.utils import (
 	S3_ENDPOINT,
 	S3_SKIP_REASON,
 	ContentTestCase,
 	fault_proxy,
 	s3_client,
+	serve_site_files,
 	set_cdn_settings,
 	start_dev_server,
 	start_worker,
@@ -55,15 +52,7 @@ class TestPublishing(ContentTestCase):
 	@classmethod
 	def setUpClass(cls) -> None:
 		super().setUpClass()
-		if find_nginx():
-			prefix = tempfile.mkdtemp(prefix="memora-publishing-nginx-")
-			cls.addClassCleanup(shutil.rmtree, prefix, ignore_errors=True)
-			server = Nginx(os.path.abspath(frappe.local.sites_path), frappe.local.site, prefix).start()
-			cls.addClassCleanup(server.stop)
-			cls.base = server.url
-		else:
-			process, cls.base = start_dev_server()
-			cls.addClassCleanup(stop, process)
+		cls.base, _by_nginx = serve_site_files(cls)
 
 	def setUp(self) -> None:
 		super().setUp()

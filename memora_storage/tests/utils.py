@@ -3,9 +3,11 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import boto3
@@ -54,7 +56,7 @@ def fault_proxy(endpoint: str):
 def start_worker() -> subprocess.Popen:
 	"""A real `bench worker` (forking per job, all queues) for this bench, after dropping this site's
 	jobs that tests without a worker left queued."""
-	from frappe.utils.background_jobs import get_queue_list, get_queue
+	from frappe.utils.background_jobs import get_queue, get_queue_list
 
 	for name in get_queue_list():
 		queue = get_queue(name)
@@ -141,6 +143,22 @@ def start_dev_server() -> tuple[subprocess.Popen, str]:
 			time.sleep(0.3)
 	server.kill()
 	raise RuntimeError("the dev server did not start within 60 s")
+
+
+def serve_site_files(test_class) -> tuple[str, bool]:
+	"""This site's files over HTTP for a test class: nginx with bench's static rule
+	(memora_storage/tests/nginx.py), or the dev server where nginx is missing. (base URL, by nginx)."""
+	from memora_storage.tests.nginx import Nginx, find_nginx
+
+	if not find_nginx():
+		process, base = start_dev_server()
+		test_class.addClassCleanup(stop, process)
+		return base, False
+	prefix = tempfile.mkdtemp(prefix="memora-test-nginx-")
+	test_class.addClassCleanup(shutil.rmtree, prefix, ignore_errors=True)
+	server = Nginx(os.path.abspath(frappe.local.sites_path), frappe.local.site, prefix).start()
+	test_class.addClassCleanup(server.stop)
+	return server.url, True
 
 
 def set_cdn_settings(**values) -> None:

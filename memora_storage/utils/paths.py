@@ -88,7 +88,7 @@ def render_path(template: str, values: dict[str, str]) -> str:
 	try:
 		path = template.format(**safe)
 	except KeyError as missing:
-		raise InvalidPathError(f"path rule {template!r} needs a value for {missing}")
+		raise InvalidPathError(f"path rule {template!r} needs a value for {missing}") from missing
 	return validate_relpath(path)
 
 

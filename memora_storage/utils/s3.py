@@ -440,9 +440,9 @@ class CdnBucket:
 		try:
 			return function(*args, **kwargs)
 		except ClientError as e:
-			raise self._client_error(action, path, e)
+			raise self._client_error(action, path, e) from e
 		except BotoCoreError as e:
-			raise self._transport_error(action, path, e)
+			raise self._transport_error(action, path, e) from e
 
 	def _what(self, action: str, path: str | None) -> str:
 		return f"{action} of {path!r}" if path else action

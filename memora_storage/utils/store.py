@@ -143,7 +143,7 @@ class ContentStore:
 			try:
 				self.lock_dir.mkdir(parents=True, exist_ok=True)
 			except OSError as e:
-				raise FileOperationError("lock", path, e)
+				raise FileOperationError("lock", path, e) from e
 			self._lock_dir_made = True
 		try:
 			with FileLock(f"{self.lock_dir}/{name}.lock", timeout=self.lock_timeout):
@@ -160,7 +160,7 @@ class ContentStore:
 			try:
 				changed = self._write_locked(path, data, digest)
 			except OSError as e:
-				raise FileOperationError("write", path, self._explain(e))
+				raise FileOperationError("write", path, self._explain(e)) from e
 		return WriteResult(path, digest.result(), len(data), changed=changed)
 
 	def _write_locked(self, path: str, data: bytes, digest: "_Digest") -> bool:
@@ -189,7 +189,7 @@ class ContentStore:
 		try:
 			return resolve(self.root, path).read_bytes()
 		except OSError as e:
-			raise FileOperationError("read", path, e)
+			raise FileOperationError("read", path, e) from e
 
 	def exists(self, path: str) -> bool:
 		return resolve(self.root, path).is_file()
@@ -210,7 +210,7 @@ class ContentStore:
 				except FileNotFoundError:
 					pass
 				except OSError as e:
-					raise FileOperationError("delete", path, e)
+					raise FileOperationError("delete", path, e) from e
 			_fsync_dir_if_exists(target.parent)
 		return removed
 
@@ -225,7 +225,7 @@ class ContentStore:
 				try:
 					shutil.rmtree(tree)
 				except OSError as e:
-					raise FileOperationError("delete", path, e)
+					raise FileOperationError("delete", path, e) from e
 		_fsync_dir_if_exists(folder.parent)
 		return count
 
@@ -236,7 +236,7 @@ class ContentStore:
 			try:
 				data = self._rollback_locked(path)
 			except OSError as e:
-				raise FileOperationError("roll back", path, self._explain(e))
+				raise FileOperationError("roll back", path, self._explain(e)) from e
 		return WriteResult(path, canonical.sha256(data), len(data), changed=True)
 
 	def _rollback_locked(self, path: str) -> bytes:
