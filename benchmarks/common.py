@@ -145,3 +145,40 @@ def write_results(name: str, results: dict[str, Any], table: str | None = None) 
 		print(table)
 	print(f"\nresults written to {out}")
 	return out
+
+
+def moto_server_command(python: str | None = None) -> tuple[list[str], dict[str, str]]:
+	"""The command (and extra environment) that starts moto's S3 server, for a script run on a site.
+
+	Such a script runs with the bench's Python, where moto does not fit (it needs a newer Werkzeug
+	than Frappe pins), and as the bench's owner, who may not be allowed to run the checkout's
+	virtualenv Python (a virtualenv made from a Python under /root links there). So, in order: the
+	Python named by `python` or MEMORA_MOTO_PYTHON; else the Python of the first virtualenv holding
+	moto (MEMORA_VENV, the .venv of the checkout beside this file, $PWD/.venv: the runner's copy of
+	this folder has none beside it) if this user can run it; else this interpreter's base Python with
+	`-S` and that virtualenv's site-packages on PYTHONPATH, when both are the same Python version.
+	"""
+	explicit = python or os.environ.get("MEMORA_MOTO_PYTHON")
+	if explicit:
+		return [explicit, "-m", "moto.server"], {}
+	version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+	candidates = [
+		os.environ.get("MEMORA_VENV"),
+		str(Path(__file__).resolve().parent.parent / ".venv"),
+		os.path.join(os.environ["PWD"], ".venv") if os.environ.get("PWD") else None,
+	]
+	tried = []
+	for venv in dict.fromkeys(filter(None, candidates)):
+		site_packages = Path(venv) / "lib" / version / "site-packages"
+		interpreter = Path(venv) / "bin" / "python"
+		tried.append(venv)
+		if not (site_packages / "moto" / "__init__.py").is_file():
+			continue
+		if os.access(os.path.realpath(interpreter), os.X_OK):
+			return [str(interpreter), "-m", "moto.server"], {}
+		base = getattr(sys, "_base_executable", None) or sys.executable
+		return [base, "-S", "-m", "moto.server"], {"PYTHONPATH": str(site_packages)}
+	raise RuntimeError(
+		f"no virtualenv with moto for {version} among {', '.join(tried) or 'none'}: "
+		"pass --moto-python or set MEMORA_MOTO_PYTHON (or MEMORA_VENV)"
+	)
