@@ -63,12 +63,15 @@ SCREENSHOTS = Path(
 )
 USER = "memora-desk@example.com"  # a System Manager of the test's own, with a password it sets
 WAIT_S = 90  # a job: worker fork, site init, the work, the realtime hop
-# Installed on every page: what the realtime server delivered, besides Desk's own handling of it.
+CONNECTED = "return !!(window.frappe && frappe.session && frappe.session.user === arguments[0] && frappe.realtime.socket && frappe.realtime.socket.connected)"
+# What the realtime server delivered to the page, besides Desk's own handling of it.
 RECORDER = """
 if (!window.__memora) {
-	window.__memora = { progress: [], msgprint: [] };
-	frappe.realtime.on("progress", (data) => window.__memora.progress.push(data));
-	frappe.realtime.on("msgprint", (data) => window.__memora.msgprint.push(data));
+	window.__memora = { progress: [], msgprint: [], ping: [] };
+	for (const event of ["progress", "msgprint"]) {
+		frappe.realtime.on(event, (data) => window.__memora[event].push(data));
+	}
+	frappe.realtime.on("memora_test_ping", (data) => window.__memora.ping.push(data));
 }
 """
 
@@ -156,7 +159,7 @@ class TestDeskInBrowser(ContentTestCase):
 		super().setUpClass()
 		password = desk_user()
 		cls.processes = []
-		cls.realtime = start_realtime()
+		cls.realtime_server = start_realtime()
 		cls.worker = start_worker()
 		with mock.patch.dict(os.environ, {"DEV_SERVER": "1"}):  # Desk then dials the realtime port
 			cls.server, base = start_dev_server()
@@ -174,7 +177,7 @@ class TestDeskInBrowser(ContentTestCase):
 	def tearDownClass(cls) -> None:
 		cls.driver.quit()
 		shutil.rmtree(cls.profile, ignore_errors=True)
-		for process in (cls.server, cls.worker, cls.realtime):
+		for process in (cls.server, cls.worker, cls.realtime_server):
 			if process:
 				stop(process)
 		super().tearDownClass()
@@ -188,33 +191,49 @@ class TestDeskInBrowser(ContentTestCase):
 		cls.driver.find_element(By.ID, "login_password").send_keys(password)
 		cls.driver.find_element(By.CSS_SELECTOR, ".btn-login").click()
 		deadline = time.monotonic() + 30
-		while "/app" not in cls.driver.current_url:
+		while not cls.driver.execute_script(CONNECTED, USER):
 			if time.monotonic() > deadline:
-				raise AssertionError(f"login did not reach Desk: {cls.driver.current_url}")
+				raise AssertionError(
+					f"no Desk with a realtime connection after login: {cls.driver.current_url}"
+				)
 			time.sleep(0.2)
+		# From here on the test moves through Desk without reloading it, as a user does: one
+		# connection, so no event is lost to socket.io dropping the site's namespace between two pages.
+		cls.driver.execute_script(RECORDER)
+		deadline = time.monotonic() + 30
+		while not cls.driver.execute_script("return window.__memora.ping.length"):
+			frappe.publish_realtime("memora_test_ping", {}, user=USER)
+			if time.monotonic() > deadline:
+				raise AssertionError("the realtime server delivers nothing to the page")
+			time.sleep(0.5)
 
 	def setUp(self) -> None:
 		super().setUp()
 		self.bucket = f"memora-desk-{self.tag.lower()}"
 		s3_client().create_bucket(Bucket=self.bucket)
+		self.wait_for_jobs()  # a relink the last test's settings queued would rewrite this test's rows
 		frappe.db.delete(content_files.DOCTYPE)  # the list and the cards show this test's rows only
 		frappe.db.commit()
 
 	# The pages ------------------------------------------------------------------------------------
 
 	def test_cdn_settings_validation_connection_and_where_urls_point(self):
-		self.open("cdn-settings", "CDN Settings")
+		self.open("Form", "CDN Settings")
 		self.assert_intro("http://memora.local/files/memora_content", "orange")
 
+		# Enable CDN makes the base URL and the bucket mandatory: Desk names both before any request.
 		self.field("enable_cdn").click()
 		self.save()
-		self.assert_dialog(
-			"CDN Base URL missing", "Enter a CDN Base URL before enabling the CDN", indicator="red"
-		)
+		_title, body, _indicator = self.assert_dialog("Missing Fields", indicator="red")
+		self.assertIn("CDN Base URL", body)
+		self.assertIn("Bucket", body)
+		self.screenshot("desk-cdn-settings-validation")
 		self.close_dialog()
 		self.type("cdn_base_url", "https://cdn.example.com")
 		self.save()
-		self.assert_dialog("Bucket missing", "Enter the Bucket that the CDN serves", indicator="red")
+		_title, body, _indicator = self.assert_dialog("Missing Fields", indicator="red")
+		self.assertIn("Bucket", body)
+		self.assertNotIn("CDN Base URL", body)
 		self.close_dialog()
 
 		self.type("endpoint_url", S3_ENDPOINT)
@@ -251,9 +270,10 @@ class TestDeskInBrowser(ContentTestCase):
 
 	def test_content_file_list_indicators_filters_and_retry_on_selected_rows(self):
 		rows = self.arrange_rows()
-		self.open("content-file", list_of=content_files.DOCTYPE)
-		self.assertEqual(
-			self.indicators(),
+		mine = {"path": ["like", f"%{self.tag}%"]}
+		self.open("List", content_files.DOCTYPE, options=mine)
+		self.assert_soon(
+			self.indicators,
 			{
 				rows["synced"]: ("Synced", "green"),
 				rows["failed"][0]: ("Failed", "red"),
@@ -265,11 +285,11 @@ class TestDeskInBrowser(ContentTestCase):
 		)
 		self.screenshot("desk-content-file-list")
 
-		self.open("content-file?sync_status=Failed", list_of=content_files.DOCTYPE)
+		self.open("List", content_files.DOCTYPE, options={**mine, "sync_status": "Failed"})
 		self.assertIn(
 			["sync_status", "=", "Failed"], self.js("return cur_list.filters.map((f) => f.slice(1, 4))")
 		)
-		self.assertEqual(set(self.indicators()), set(rows["failed"]))
+		self.assert_soon(lambda: set(self.indicators()), set(rows["failed"]))
 		self.js("$('.list-row-checkbox:visible').click()")  # select every Failed row
 		self.wait(lambda: self.js("return cur_list.get_checked_items().length") == 2, "rows not selected")
 		self.click_action("Retry CDN Sync")
@@ -287,7 +307,7 @@ class TestDeskInBrowser(ContentTestCase):
 		missing = f"units/{units[0].name}.json"
 		s3_client().delete_object(Bucket=self.bucket, Key=missing)
 
-		self.open("cdn-settings", "CDN Settings")
+		self.open("Form", "CDN Settings")
 		self.click("Verify CDN Now", group="CDN")
 		self.wait_alert("The CDN verification has started")
 		done = self.wait_realtime("msgprint", "files match the CDN")
@@ -298,7 +318,7 @@ class TestDeskInBrowser(ContentTestCase):
 		self.assertIn(f'href="/app/content-health-report/{report.name}"', done["message"])
 		self.assertIn(("Missing on CDN", missing), {(p.problem, p.path) for p in report.issues})
 
-		self.open(f"content-health-report/{report.name}", reports.DOCTYPE, report.name)
+		self.open("Form", reports.DOCTYPE, report.name)
 		self.assertEqual(self.js("return cur_frm.doc.cdn_missing_count"), report.cdn_missing_count)
 		self.assertIn("Missing on CDN", self.text(".frappe-control[data-fieldname='issues']"))
 		self.assertIn(missing, self.text(".frappe-control[data-fieldname='issues']"))
@@ -314,7 +334,7 @@ class TestDeskInBrowser(ContentTestCase):
 
 		orphan = f"units/orphan-{self.tag}.json"
 		self.plant(orphan)
-		self.open("content-health-report", list_of=reports.DOCTYPE)
+		self.open("List", reports.DOCTYPE)
 		self.click("Run Full Health Scan", group="Scan")
 		self.wait_alert("The health scan has started")
 		done = self.wait_realtime("msgprint", "records checked")
@@ -323,7 +343,7 @@ class TestDeskInBrowser(ContentTestCase):
 		self.assertIn(scan.name, done["message"])
 		self.assertIn(("Orphaned", orphan), {(p.problem, p.path) for p in scan.issues})
 
-		self.open(f"content-health-report/{scan.name}", reports.DOCTYPE, scan.name)
+		self.open("Form", reports.DOCTYPE, scan.name)
 		self.click("Delete Orphans")
 		self.assert_dialog(body=f"Delete the {scan.orphaned_count} orphaned files this report lists?")
 		self.screenshot("desk-content-health-report-delete-orphans")
@@ -373,7 +393,7 @@ class TestDeskInBrowser(ContentTestCase):
 		_plan, _subject, units = self.make_tree()
 		folder = resolve(self.store.root, f"units/{units[0].name}.json").parent
 		mode = folder.stat().st_mode
-		self.open(f"unit/{units[0].name}", "Unit", units[0].name)
+		self.open("Form", "Unit", units[0].name)
 		os.chmod(folder, stat.S_IRUSR | stat.S_IXUSR)
 		try:
 			self.type("title", " (edited)")
@@ -415,6 +435,18 @@ class TestDeskInBrowser(ContentTestCase):
 		frappe.db.commit()
 		return rows
 
+	def wait_for_jobs(self) -> None:
+		"""Until the worker has nothing queued or running on this site's queues."""
+		from frappe.utils.background_jobs import get_queues
+		from rq.registry import StartedJobRegistry
+
+		self.wait(
+			lambda: all(
+				not queue.count and not StartedJobRegistry(queue=queue).count for queue in get_queues()
+			),
+			"the worker did not finish its jobs",
+		)
+
 	def plant(self, path: str) -> None:
 		"""A file no record expects, an hour old (scans leave new files a minute's grace)."""
 		target = resolve(self.store.root, path)
@@ -439,6 +471,13 @@ class TestDeskInBrowser(ContentTestCase):
 
 	# The browser ----------------------------------------------------------------------------------
 
+	def assert_soon(self, actual, expected, timeout: float = 30) -> None:
+		"""`actual()` equals `expected` within `timeout` (the page renders what it fetched)."""
+		deadline = time.monotonic() + timeout
+		while (value := actual()) != expected and time.monotonic() < deadline:
+			time.sleep(0.25)
+		self.assertEqual(value, expected)
+
 	def js(self, script: str, *args):
 		return self.driver.execute_script(script, *args)
 
@@ -457,34 +496,34 @@ class TestDeskInBrowser(ContentTestCase):
 				self.fail(f"{message} (after {timeout:.0f} s)")
 			time.sleep(0.25)
 
-	def open(
-		self, route: str, doctype: str | None = None, name: str | None = None, list_of: str | None = None
-	):
-		"""Load a Desk page, wait for the realtime connection and the page, and record realtime events."""
-		self.driver.get(f"{self.base}/app/{route}")
-		self.wait(
-			lambda: self.js(
-				"return !!(window.frappe && frappe.realtime && frappe.realtime.socket && frappe.realtime.socket.connected)"
-			),
-			"Desk did not connect to the realtime server",
+	def open(self, *route: str, options: dict | None = None) -> None:
+		"""Go to a Desk route as a link would: the page and its realtime connection stay. A form is read
+		afresh from the server; `options` are a list's filters (frappe.route_options)."""
+		self.js(
+			"""const [route, options] = arguments;
+			if (route[0] === "Form") frappe.model.remove_from_locals(route[1], route[2] || route[1]);
+			frappe.route_options = options;
+			frappe.set_route(...route);""",
+			list(route),
+			options,
 		)
-		self.js(RECORDER)
-		if doctype:
+		if route[0] == "Form":
 			self.wait(
 				lambda: self.js(
-					"return !!(window.cur_frm && cur_frm.doctype === arguments[0] && cur_frm.docname === arguments[1] && cur_frm.page.wrapper.is(':visible') && !cur_frm.is_dirty())",
-					doctype,
-					name or doctype,
+					"""return !!(window.cur_frm && cur_frm.doctype === arguments[0] && cur_frm.docname === arguments[1]
+					&& cur_frm.page.wrapper.is(':visible') && !cur_frm.is_dirty())""",
+					route[1],
+					route[2] if len(route) > 2 else route[1],
 				),
-				f"the {doctype} form did not open",
+				f"the form {route[1:]} did not open",
 			)
-		elif list_of:
+		elif route[0] == "List":
 			self.wait(
 				lambda: self.js(
-					"return !!(window.cur_list && cur_list.doctype === arguments[0] && cur_list.page.wrapper.is(':visible') && cur_list.data !== undefined && !cur_list.$result.find('.list-loading').length)",
-					list_of,
+					"return !!(window.cur_list && cur_list.doctype === arguments[0] && cur_list.page.wrapper.is(':visible'))",
+					route[1],
 				),
-				f"the {list_of} list did not load",
+				f"the {route[1]} list did not open",
 			)
 		self.wait(lambda: not self.js("return frappe.dom.freeze_count || 0"), "the page stayed frozen")
 
@@ -623,7 +662,7 @@ class TestDeskInBrowser(ContentTestCase):
 				return [[$(row).find('.list-row-checkbox').attr('data-name'), pill.text().trim(), colour]];
 			}).get()"""
 		)
-		return {name: (label, colour) for name, label, colour in rows}
+		return {name: (label, colour) for name, label, colour in rows if name}
 
 	def cards(self) -> dict[str, str]:
 		"""Number card title -> the number it shows."""
