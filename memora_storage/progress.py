@@ -10,7 +10,7 @@ import time
 import frappe
 from frappe import _
 from frappe.realtime import get_doc_room
-from frappe.utils import escape_html, get_link_to_form
+from frappe.utils import escape_html, quoted, slug
 
 from memora_storage import alerts
 
@@ -57,7 +57,8 @@ class Task:
 			self._publish("progress", {"percent": 100, "title": self.title})
 		text = escape_html(message)
 		if doctype and name:
-			text += " " + get_link_to_form(doctype, name)
+			# A path, not get_url_to_form's absolute URL: a worker does not know the host the user is on.
+			text += f' <a href="/app/{quoted(slug(doctype))}/{quoted(name)}">{escape_html(name)}</a>'
 		self._publish("msgprint", {"message": text, "alert": 1, "indicator": indicator})
 		if self.user:
 			alerts.notify([self.user], message, document_type=doctype, document_name=name, email=False)
