@@ -287,7 +287,7 @@ class TestDeskInBrowser(ContentTestCase):
 
 		self.choose_filter("sync_status", "Failed")  # the list's own Sync Status filter
 		self.assert_soon(
-			lambda: self.js("return cur_list.filters.map((f) => f.slice(1, 4))"),
+			lambda: self.js("return cur_list.get_filters_for_args().map((f) => f.slice(1, 4))"),
 			[["path", "like", f"%{self.tag}%"], ["sync_status", "=", "Failed"]],
 		)
 		self.assert_soon(lambda: set(self.indicators()), set(rows["failed"]))
@@ -639,8 +639,17 @@ class TestDeskInBrowser(ContentTestCase):
 		return shown
 
 	def close_dialog(self) -> None:
-		self.js("$('.modal.show:visible').last().find('.btn-modal-close').click()")
-		self.wait(lambda: not self.js("return $('.modal.show:visible').length"), "the dialog did not close")
+		# Bootstrap ignores a close while the dialog is still fading in: click until it is gone.
+		self.wait(
+			lambda: (
+				not self.js(
+					"""const open = $('.modal.show:visible');
+				open.last().find('.btn-modal-close').click();
+				return open.length;"""
+				)
+			),
+			"the dialog did not close",
+		)
 
 	def wait_alert(self, text: str, indicator: str | None = None) -> str:
 		"""The text of the Desk alert (toast) holding `text`, of the indicator colour if one is given."""
