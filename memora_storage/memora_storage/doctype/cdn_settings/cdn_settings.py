@@ -13,8 +13,10 @@ from memora_storage import jobs, settings
 class CDNSettings(Document):
 	@property
 	def current_base_url(self) -> str:
-		"""Shown on the form so an administrator sees where URLs point right now."""
-		return settings.url_settings().base_url
+		"""Shown on the form so an administrator sees where URLs point right now. From this document's
+		values: the copy every process reads is published only after the save commits, later than the
+		response that carries the saved form back."""
+		return _base_url(self)
 
 	def validate(self):
 		for fieldname in ("cdn_base_url", "local_domain", "endpoint_url"):
