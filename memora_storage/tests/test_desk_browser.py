@@ -577,6 +577,7 @@ class TestDeskInBrowser(ContentTestCase):
 		"""Click a custom button of the page, or the item `label` of its button group `group`."""
 		from selenium.webdriver.common.by import By
 
+		self.js("window.scrollTo(0, 0)")  # the page's buttons slide under the sticky navbar otherwise
 		if not group:
 			self.wait(lambda: self.buttons(label), f"no button {label!r}")[0].click()
 			return
