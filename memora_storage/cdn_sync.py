@@ -20,7 +20,7 @@ from frappe.utils import add_to_date, now_datetime
 from memora_storage import alerts, content, content_files, delivery, jobs, progress, reports, settings
 from memora_storage.utils import backoff, canonical
 from memora_storage.utils.s3 import CdnBucket, ProbeResult, S3Config
-from memora_storage.utils.store import WriteResult
+from memora_storage.utils.store import ContentStore, WriteResult
 from memora_storage.utils.uploader import Uploader
 from memora_storage.utils.verify import VerifyReport, verify
 
@@ -144,7 +144,10 @@ def _send(
 	}
 	deleted = bucket.delete_many([row.path for row in rows if row.sync_operation == "Delete"])
 	remember_etag_behaviour(bucket)
+	repaired: dict[str, str] = {}
 	outcomes = _finish(
+		uploader.store,
+		repaired,
 		rows,
 		{
 			row.path: (sent[row.path].sha256, sent[row.path].error)
@@ -159,7 +162,7 @@ def _send(
 		for row in rows
 		if outcomes[row.name] == "synced" and row.sync_operation == "Upload"
 	}
-	delivery.promote(landed)
+	delivery.promote(landed, marked=repaired)
 	delivery.forget(
 		row.path for row in rows if outcomes[row.name] == "synced" and row.sync_operation == "Delete"
 	)
@@ -239,12 +242,17 @@ FINISH_WAIT_S = 30.0  # how long the drain waits for saves holding claimed rows 
 
 
 def _finish(
-	rows: list[frappe._dict], results: dict[str, tuple[str | None, Exception | None]], now: datetime.datetime
+	store: ContentStore,
+	repaired: dict[str, str],
+	rows: list[frappe._dict],
+	results: dict[str, tuple[str | None, Exception | None]],
+	now: datetime.datetime,
 ) -> dict[str, str]:
 	"""Record each claimed row's outcome in a few statements; a row that changed while we worked
 	(a new version, a delete) is queued again at once, so the CDN never ends on an older version.
 
 	Rows are taken with SKIP LOCKED, as in `_claim`: one a save holds is finished once it commits.
+	`repaired` receives the rows whose recorded version was stale (path → the SHA-256 they recorded).
 	"""
 	outcomes: dict[str, str] = {}
 	waiting = {row.name: row for row in rows}
@@ -256,7 +264,8 @@ def _finish(
 			{"names": tuple(waiting)},
 			as_dict=True,
 		)
-		_record_outcomes([(waiting.pop(row.name), row) for row in locked], results, now, outcomes)
+		pairs = [(waiting.pop(row.name), row) for row in locked]
+		_record_outcomes(store, repaired, pairs, results, now, outcomes)
 		frappe.db.commit()
 		if waiting:
 			gone = set(waiting) - set(
@@ -275,6 +284,8 @@ def _finish(
 
 
 def _record_outcomes(
+	store: ContentStore,
+	repaired: dict[str, str],
 	pairs: list[tuple[frappe._dict, frappe._dict]],
 	results: dict[str, tuple[str | None, Exception | None]],
 	now: datetime.datetime,
@@ -290,6 +301,18 @@ def _record_outcomes(
 		changed = now_row.sync_operation != row.sync_operation or (
 			row.sync_operation == "Upload" and now_row.sha256 != sent
 		)
+		if changed and not error and now_row.sync_operation == row.sync_operation == "Upload":
+			if _holds(store, row.path, sent):
+				# What we sent is what the file holds now: the row's version was stale (a write whose
+				# record was lost, or two renders recorded out of order). Sending it again would loop.
+				frappe.db.set_value(
+					DOCTYPE,
+					row.name,
+					{"sha256": sent, "synced_sha256": sent, "last_synced_at": now_datetime(), **_SYNCED},
+				)
+				repaired[row.path] = now_row.sha256
+				outcomes[row.name] = "synced"
+				continue
 		if changed and not error:
 			requeued.setdefault(now_row.sync_operation, []).append(row.name)
 			outcomes[row.name] = "requeued"
@@ -314,6 +337,23 @@ def _record_outcomes(
 			{**content_files.sync_values(operation, None), "sync_claim": None},
 			update_modified=False,
 		)
+
+
+_SYNCED = {
+	"sync_status": "Synced",
+	"attempts": 0,
+	"next_attempt_at": None,
+	"first_failure_at": None,
+	"last_error": None,
+	"sync_claim": None,
+}
+
+
+def _holds(store: ContentStore, path: str, sha256: str | None) -> bool:
+	try:
+		return bool(sha256) and canonical.sha256(store.read(path)) == sha256
+	except OSError:
+		return False
 
 
 def _record_error(row: frappe._dict, error: Exception, now: datetime.datetime) -> str:

@@ -33,12 +33,13 @@ REBUILD_LOCK = "memora_storage:rebuild-delivery"  # not a prefix match of HASH: 
 ON_CDN = "c"
 LOCAL = "l"
 
-# Compare-and-set: mark each (path, sha256) on the CDN only while the path is still local at that version.
+# Compare-and-set: (path, marked, uploaded) goes on the CDN at `uploaded` only while the path is
+# still marked local at `marked`, the version its row recorded: a newer mark means a newer file.
 _PROMOTE = """
 local promoted = 0
-for i = 1, #ARGV, 2 do
+for i = 1, #ARGV, 3 do
 	if redis.call('HGET', KEYS[1], ARGV[i]) == 'l' .. ARGV[i + 1] then
-		redis.call('HSET', KEYS[1], ARGV[i], 'c' .. ARGV[i + 1])
+		redis.call('HSET', KEYS[1], ARGV[i], 'c' .. ARGV[i + 2])
 		promoted = promoted + 1
 	end
 end
@@ -93,11 +94,13 @@ def mark_local(path: str, sha256: str | None = None) -> None:
 	mark({path: state(False, sha256)})
 
 
-def promote(versions: dict[str, str]) -> int:
-	"""Serve these paths from the CDN, each only if it is still local at the version uploaded."""
+def promote(versions: dict[str, str], marked: dict[str, str] | None = None) -> int:
+	"""Serve these paths (path → SHA-256 uploaded) from the CDN, each only if it is still marked local
+	at the version uploaded, or at the one `marked` names (a row repaired to what its file holds)."""
 	if not versions:
 		return 0
-	args = [value for item in versions.items() for value in item]
+	marked = marked or {}
+	args = [value for path, sha in versions.items() for value in (path, marked.get(path, sha), sha)]
 	return int(redis.Redis.eval(_redis(), _PROMOTE, 1, _key(), *args))
 
 

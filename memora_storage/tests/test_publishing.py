@@ -273,6 +273,30 @@ class TestPublishing(ContentTestCase):
 		)
 		self.assertEqual(set(self.walk(plan).values()), {"cdn"})
 
+	def test_a_row_whose_recorded_version_is_stale_is_repaired_not_sent_forever(self):
+		"""A file written whose record was lost (or two renders recorded out of order): one PUT, then Synced."""
+		_plan, _subjects, units = self.tree(subjects=1, units=1)
+		self.drain()
+		path = f"units/{units[0]}.json"
+		name = content_files.row_name(path)
+		recorded = frappe.db.get_value("Content File", name, "sha256")
+		delivery.mark_local(path, recorded)
+		self.store.write(path, self.store.read(path).replace(b'"body"', b'"body_"'))  # no record follows
+		frappe.db.set_value("Content File", name, content_files.sync_values("Upload", None))
+		frappe.db.commit()
+		before = self.proxy.forwarded["PUT"]
+		self.assertEqual(self.drain()["synced"], 1)
+		self.assertEqual(self.drain()["claimed"], 0)
+		self.assertEqual(self.proxy.forwarded["PUT"] - before, 1)
+		row = frappe.db.get_value(
+			"Content File", name, ["sync_status", "sha256", "synced_sha256"], as_dict=True
+		)
+		self.assertEqual(
+			(row.sync_status, row.sha256, row.synced_sha256), ("Synced", row.synced_sha256, row.sha256)
+		)
+		self.assertNotEqual(row.sha256, recorded)
+		self.assertEqual(self.fetch(api.get_content_url(path))[0], "cdn")
+
 	def test_quick_flips_converge_on_the_last_settings(self):
 		plan, _subjects, _units = self.tree(subjects=2, units=3)
 		self.drain()
