@@ -72,6 +72,7 @@ if (!window.__memora) {
 		frappe.realtime.on(event, (data) => window.__memora[event].push(data));
 	}
 	frappe.realtime.on("memora_test_ping", (data) => window.__memora.ping.push(data));
+	frappe.realtime.socket.on("connect", () => (window.__memora.connects = (window.__memora.connects || 0) + 1));
 }
 """
 
@@ -677,7 +678,7 @@ class TestDeskInBrowser(ContentTestCase):
 		"""The first `event` the realtime server delivered to this page whose message holds `text`."""
 		return self.wait(
 			lambda: next((e for e in self.realtime(event) if text in (e.get("message") or "")), None),
-			f"no realtime {event} {text!r}",
+			f"no realtime {event} {text!r}: {self.js('return [window.__memora.connects, [...frappe.realtime.open_docs], window.__memora.msgprint.map((m) => m.message)]')}",
 		)
 
 	def indicators(self) -> dict[str, tuple[str, str]]:
