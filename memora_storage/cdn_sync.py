@@ -120,23 +120,36 @@ def run_pass(bucket: CdnBucket, now: datetime.datetime | None = None) -> dict[st
 	if not rows:
 		return counts
 	try:
-		outcomes, landed = _send(bucket, rows, now)
+		outcomes = _send(bucket, rows, now)
 	except BaseException:
 		_release(rows[0].sync_claim)  # a pass that dies leaves nothing Syncing for the dispatcher to free
 		raise
 	counts["claimed"] = len(rows)
 	for outcome in outcomes.values():
 		counts[outcome] += 1
-	counts["rendered"] = content.write_parents(
-		row.parent_path for row in rows if row.path in landed and row.parent_path
-	)
+	parents = {row.parent_path for row in rows if row.parent_path}
+	counts["rendered"] = content.write_parents(parents - _listing_due_children(parents, due_at))
 	frappe.db.commit()
 	return counts
 
 
-def _send(
-	bucket: CdnBucket, rows: list[frappe._dict], now: datetime.datetime
-) -> tuple[dict[str, str], dict[str, str]]:
+def _listing_due_children(parents: set[str], due_at: datetime.datetime) -> set[str]:
+	"""The files among `parents` that list children still due: rendered once the last of them has gone,
+	not once per pass (a parent would otherwise be rendered in every pass of a scattered backlog)."""
+	if not parents:
+		return set()
+	return set(
+		frappe.db.sql(
+			"""select distinct parent_path from `tabContent File`
+			where parent_path in %(parents)s and sync_operation='Upload'
+			and (sync_status='Syncing' or (sync_status='Pending' and next_attempt_at <= %(due_at)s))""",
+			{"parents": tuple(parents), "due_at": due_at},
+			pluck=True,
+		)
+	)
+
+
+def _send(bucket: CdnBucket, rows: list[frappe._dict], now: datetime.datetime) -> dict[str, str]:
 	"""Upload and delete the claimed rows, record each outcome, and serve what landed from the CDN."""
 	uploader = Uploader(settings.content_store(), bucket)
 	sent = {
@@ -166,7 +179,7 @@ def _send(
 	delivery.forget(
 		row.path for row in rows if outcomes[row.name] == "synced" and row.sync_operation == "Delete"
 	)
-	return outcomes, landed
+	return outcomes
 
 
 def _release(token: str) -> None:

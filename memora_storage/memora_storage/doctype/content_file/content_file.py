@@ -26,3 +26,4 @@ def on_doctype_update():
 	frappe.db.add_index("Content File", ["sync_status", "next_attempt_at"])
 	frappe.db.add_index("Content File", ["sync_claim"])
 	frappe.db.add_index("Content File", ["path(255)"])
+	frappe.db.add_index("Content File", ["parent_path(255)"])
