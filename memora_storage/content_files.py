@@ -95,7 +95,10 @@ def record_write(
 	if result.changed or not row or not row.written_at:
 		values["written_at"] = now_datetime()
 	on_cdn = bool(row) and row.sync_status == "Synced" and row.synced_sha256 == result.sha256
-	if not on_cdn:
+	# The same version already waiting (or retrying, or Failed) keeps its schedule: a render that
+	# changed nothing must not reset the backoff of an upload the CDN keeps refusing.
+	queued = bool(row) and row.sync_operation == "Upload" and row.sha256 == result.sha256
+	if not on_cdn and not queued:
 		values.update(sync_values("Upload", row))
 	_upsert(result.path, row, values)
 	delivery.mark({result.path: delivery.state(on_cdn, result.sha256)})
