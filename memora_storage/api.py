@@ -115,8 +115,7 @@ def rollback(path: str) -> dict:
 
 @frappe.whitelist(methods=["POST"])
 def rebuild_all() -> None:
-	"""Queue a re-render of every content file (e.g. after restoring a backup); CDN Settings shows the
-	progress."""
+	"""Queue a re-render of every content file (e.g. after restoring a backup); the user sees its progress."""
 	frappe.only_for("System Manager")
 	frappe.db.after_commit.add(jobs.request_relink)
 	frappe.msgprint(_("All content files are being rebuilt in the background."), alert=True)

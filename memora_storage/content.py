@@ -397,7 +397,8 @@ def write_parents(parent_paths: Iterable[str]) -> int:
 def write_all(doctypes: Iterable[str] | None = None, commit_every: int = 500) -> dict[str, int]:
 	"""Render every mapped document again (after a URL base change, or by hand); returns counts.
 
-	Whoever has CDN Settings open, where relinks and rebuilds are started, sees the progress and the end.
+	The System Manager whose action queued it (a CDN Settings save, Rebuild All) sees the progress and
+	the end; with no Notification Log, as relinks follow every change of where URLs point.
 	"""
 	ctx = new_context()
 	store = settings.content_store()
@@ -407,7 +408,8 @@ def write_all(doctypes: Iterable[str] | None = None, commit_every: int = 500) ->
 		for doctype in doctypes or ctx.content_map
 	}
 	total, done = sum(map(len, names.values())), 0
-	with progress.Task(_("Rebuilding content files"), doctype="CDN Settings", name="CDN Settings") as task:
+	user = frappe.session.user if "System Manager" in frappe.get_roles() else None
+	with progress.Task(_("Rebuilding content files"), user=user, notification_log=False) as task:
 		for doctype, doctype_names in names.items():
 			for start in range(0, len(doctype_names), commit_every):
 				batch = [(doctype, name) for name in doctype_names[start : start + commit_every]]

@@ -1,15 +1,15 @@
 """Progress bars and end notices for the long jobs that administrators start from Desk.
 
-Both travel through Frappe's realtime server, so they reach the browser whichever request started
-the job: `progress` events become Desk's progress dialog (as `frappe.publish_progress` sends them),
-`msgprint` events an alert. A job that the scheduler runs has nobody to tell and reports nothing.
+Both travel through Frappe's realtime server to the user's own room, which every Desk tab of theirs
+joins as it connects, so they reach the browser whichever request started the job: `progress`
+events become Desk's progress dialog (as `frappe.publish_progress` sends them), `msgprint` events an
+alert. A job that the scheduler runs has nobody to tell and reports nothing.
 """
 
 import time
 
 import frappe
 from frappe import _
-from frappe.realtime import get_doc_room
 from frappe.utils import escape_html, quoted, slug
 
 from memora_storage import alerts
@@ -18,56 +18,45 @@ INTERVAL_S = 0.5  # at most two progress events a second, however many items a j
 
 
 class Task:
-	"""The progress and outcome of one job, for `user`, or for whoever has the document `doctype`/`name` open.
+	"""The progress and outcome of one job, for `user` (nobody when None).
 
-	As a context manager it tells them when the job fails, then lets the error propagate (the job is
-	still marked failed and logged by Frappe).
+	The end also leaves a Notification Log unless `notification_log` is False. As a context manager it
+	tells the user when the job fails, then lets the error propagate (Frappe still logs the job failed).
 	"""
 
-	def __init__(
-		self, title: str, user: str | None = None, doctype: str | None = None, name: str | None = None
-	):
+	def __init__(self, title: str, user: str | None, notification_log: bool = True):
 		self.title = title
 		self.user = user
-		self.doctype, self.name = doctype, name
+		self.notification_log = notification_log
 		self._last = 0.0
-
-	@property
-	def silent(self) -> bool:
-		return not (self.user or (self.doctype and self.name))
 
 	def progress(self, done: int, total: int, description: str | None = None) -> None:
 		"""How far the job is, at most every INTERVAL_S; reaching the end is for `done`, which closes the dialog."""
 		now = time.monotonic()
-		if self.silent or done >= total or now - self._last < INTERVAL_S:
+		if not self.user or done >= total or now - self._last < INTERVAL_S:
 			return
 		self._last = now
-		self._publish(
-			"progress", {"percent": 100.0 * done / total, "title": self.title, "description": description}
+		frappe.publish_realtime(
+			"progress",
+			{"percent": 100.0 * done / total, "title": self.title, "description": description},
+			user=self.user,
 		)
 
 	def done(
 		self, message: str, indicator: str = "green", doctype: str | None = None, name: str | None = None
 	) -> None:
-		"""Close the progress dialog, alert now with a link to the result; a user also gets a Notification
-		Log, which outlives the page."""
-		if self.silent:
+		"""Close the progress dialog and alert now, linking the result; the Notification Log outlives the page."""
+		if not self.user:
 			return
 		if self._last:
-			self._publish("progress", {"percent": 100, "title": self.title})
+			frappe.publish_realtime("progress", {"percent": 100, "title": self.title}, user=self.user)
 		text = escape_html(message)
 		if doctype and name:
 			# A path, not get_url_to_form's absolute URL: a worker does not know the host the user is on.
 			text += f' <a href="/app/{quoted(slug(doctype))}/{quoted(name)}">{escape_html(name)}</a>'
-		self._publish("msgprint", {"message": text, "alert": 1, "indicator": indicator})
-		if self.user:
+		frappe.publish_realtime("msgprint", {"message": text, "alert": 1, "indicator": indicator}, user=self.user)
+		if self.notification_log:
 			alerts.notify([self.user], message, document_type=doctype, document_name=name, email=False)
-
-	def _publish(self, event: str, message: dict) -> None:
-		if self.user:
-			frappe.publish_realtime(event, message, user=self.user)
-		else:
-			frappe.publish_realtime(event, message, room=get_doc_room(self.doctype, self.name))
 
 	def __enter__(self) -> "Task":
 		return self
