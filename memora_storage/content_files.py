@@ -97,7 +97,12 @@ def record_write(
 	on_cdn = bool(row) and row.sync_status == "Synced" and row.synced_sha256 == result.sha256
 	# The same version already waiting (or retrying, or Failed) keeps its schedule: a render that
 	# changed nothing must not reset the backoff of an upload the CDN keeps refusing.
-	queued = bool(row) and row.sync_operation == "Upload" and row.sha256 == result.sha256
+	queued = (
+		bool(row)
+		and row.sync_operation == "Upload"
+		and row.sync_status in ("Pending", "Syncing", "Failed")
+		and row.sha256 == result.sha256
+	)
 	if not on_cdn and not queued:
 		values.update(sync_values("Upload", row))
 	_upsert(result.path, row, values)
