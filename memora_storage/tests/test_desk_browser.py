@@ -636,7 +636,7 @@ class TestDeskInBrowser(ContentTestCase):
 			f"no dialog {title or body!r}",
 		)
 		if title:
-			self.assertEqual(shown[0], title)
+			self.assertEqual(shown[0], title, shown[1][:3000])
 		if body:
 			self.assertIn(body, shown[1])
 		if indicator:
