@@ -66,7 +66,11 @@ def _base_url(doc: Document) -> str:
 def validate_http_url(url: str, label: str) -> None:
 	"""Refuse anything but an absolute http(s) URL, with the field's label in the message."""
 	parsed = urlparse(url)
-	if parsed.scheme not in ("http", "https") or not parsed.netloc:
+	try:
+		valid = parsed.scheme in ("http", "https") and bool(parsed.hostname) and parsed.port != 0
+	except ValueError:  # a port that is not a number, as a URL pasted twice gives
+		valid = False
+	if not valid:
 		frappe.throw(
 			_("{0} must be an absolute http:// or https:// URL, got {1}").format(_(label), frappe.bold(url)),
 			title=_("Invalid URL"),
