@@ -401,7 +401,7 @@ class TestDeskInBrowser(ContentTestCase):
 		self.open("Form", "Unit", units[0].name)
 		os.chmod(folder, stat.S_IRUSR | stat.S_IXUSR)
 		try:
-			self.type("title", " (edited)")
+			self.type("title", " (edited)", append=True)
 			self.save()
 			alert = self.wait_alert("Some content files could not be written yet", indicator="orange")
 			self.assertIn("retried every minute", alert)
@@ -538,12 +538,14 @@ class TestDeskInBrowser(ContentTestCase):
 		selector = f".frappe-control[data-fieldname='{fieldname}'] input"
 		return next(e for e in self.driver.find_elements(By.CSS_SELECTOR, selector) if e.is_displayed())
 
-	def type(self, fieldname: str, text: str) -> None:
+	def type(self, fieldname: str, text: str, append: bool = False) -> None:
+		"""Type `text` into a field, in place of what it holds unless `append`."""
 		from selenium.webdriver.common.keys import Keys
 
 		element = self.field(fieldname)
 		self.js("arguments[0].focus()", element)  # a field flagged missing lays a highlight over it
-		element.send_keys(Keys.END, text, Keys.TAB)
+		start = (Keys.END,) if append else (Keys.CONTROL, "a")
+		element.send_keys(*start, text, Keys.TAB)
 		self.wait(
 			lambda: (self.js("return cur_frm.doc[arguments[0]]", fieldname) or "").endswith(text),
 			f"{fieldname} did not take the typed value",
