@@ -544,7 +544,7 @@ class TestDeskInBrowser(ContentTestCase):
 
 		element = self.field(fieldname)
 		self.js("arguments[0].focus()", element)  # a field flagged missing lays a highlight over it
-		start = (Keys.END,) if append else (Keys.CONTROL, "a")
+		start = (Keys.END,) if append else (Keys.CONTROL, "a", Keys.NULL)  # NULL lets go of Ctrl
 		element.send_keys(*start, text, Keys.TAB)
 		self.wait(
 			lambda: (self.js("return cur_frm.doc[arguments[0]]", fieldname) or "").endswith(text),
