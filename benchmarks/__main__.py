@@ -40,6 +40,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 # Smaller sizes per script for --quick; a script not listed runs with its defaults.
 QUICK_ARGS = {
+	"bench_publish": ["--quick"],
+	"bench_site_resolver": ["--quick"],
 	"bench_write": ["--iterations", "50,50,5"],
 	"bench_resolver": ["--calls", "100000", "--repeat", "2"],
 	"bench_scan": ["--sizes", "10000", "--repeat", "2"],
