@@ -159,7 +159,6 @@ class TestDeskInBrowser(ContentTestCase):
 
 		super().setUpClass()
 		password = desk_user()
-		cls.processes = []
 		cls.realtime_server = start_realtime()
 		cls.worker = start_worker()
 		with mock.patch.dict(os.environ, {"DEV_SERVER": "1"}):  # Desk then dials the realtime port
@@ -215,6 +214,10 @@ class TestDeskInBrowser(ContentTestCase):
 		self.wait_for_jobs()  # a relink the last test's settings queued would rewrite this test's rows
 		frappe.db.delete(content_files.DOCTYPE)  # the list and the cards show this test's rows only
 		frappe.db.commit()
+		# What the last test's jobs told the page is not this test's: no alerts left, none recorded.
+		self.js(
+			"$('#alert-container').empty(); for (const kind of ['progress', 'msgprint']) window.__memora[kind] = [];"
+		)
 
 	# The pages ------------------------------------------------------------------------------------
 
@@ -404,11 +407,11 @@ class TestDeskInBrowser(ContentTestCase):
 			self.type("title", " (edited)", append=True)
 			self.save()
 			alert = self.wait_alert("Some content files could not be written yet", indicator="orange")
+			self.screenshot("desk-save-notice")  # while the alert shows (seven seconds)
 			self.assertIn("retried every minute", alert)
 			self.assertEqual(self.realtime("msgprint")[-1]["indicator"], "orange")
 			frappe.db.rollback()
 			self.assertEqual(frappe.db.get_value("Unit", units[0].name, "title"), f"{units[0].name} (edited)")
-			self.screenshot("desk-save-notice")
 		finally:
 			os.chmod(folder, mode)
 		retry_pending_writes()
