@@ -659,18 +659,13 @@ class TestDeskInBrowser(ContentTestCase):
 		)
 
 	def wait_alert(self, text: str, indicator: str | None = None) -> str:
-		"""The text of the Desk alert (toast) holding `text`, of the indicator colour if one is given."""
+		"""The text of the Desk alert (toast) holding `text`, of the indicator colour if one is given, once
+		it has slid in."""
 		selector = f"#alert-container .desk-alert{'.' + indicator if indicator else ''}"
+		shown = """return $(arguments[0]).filter((i, e) => getComputedStyle(e).opacity === "1")
+			.map((i, e) => e.innerText).get()"""
 		return self.wait(
-			lambda: next(
-				(
-					t
-					for t in self.js("return $(arguments[0]).map((i, e) => e.innerText).get()", selector)
-					if text in t
-				),
-				None,
-			),
-			f"no alert {text!r}",
+			lambda: next((t for t in self.js(shown, selector) if text in t), None), f"no alert {text!r}"
 		)
 
 	def realtime(self, event: str) -> list[dict]:
