@@ -444,16 +444,22 @@ class TestDeskInBrowser(ContentTestCase):
 		return rows
 
 	def wait_for_jobs(self) -> None:
-		"""Until the worker has nothing queued or running on this site's queues."""
+		"""Until the worker has had nothing queued or running on this site's queues for a second: a job it
+		has taken off a queue is in the started registry only once its forked child begins."""
 		from frappe.utils.background_jobs import get_queues
 		from rq.registry import StartedJobRegistry
 
-		self.wait(
-			lambda: all(
-				not queue.count and not StartedJobRegistry(queue=queue).count for queue in get_queues()
-			),
-			"the worker did not finish its jobs",
-		)
+		idle_since = []
+
+		def settled() -> bool:
+			busy = any(queue.count or StartedJobRegistry(queue=queue).count for queue in get_queues())
+			if busy:
+				idle_since.clear()
+			elif not idle_since:
+				idle_since.append(time.monotonic())
+			return bool(idle_since) and time.monotonic() - idle_since[0] >= 1
+
+		self.wait(settled, "the worker did not finish its jobs")
 
 	def plant(self, path: str) -> None:
 		"""A file no record expects, an hour old (scans leave new files a minute's grace)."""
