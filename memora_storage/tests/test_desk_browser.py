@@ -708,4 +708,5 @@ class TestDeskInBrowser(ContentTestCase):
 
 	def screenshot(self, name: str, folder: str | os.PathLike = SCREENSHOTS) -> None:
 		Path(folder).mkdir(parents=True, exist_ok=True)
+		self.js("window.scrollTo(0, 0)")  # the page's head: its title, status and buttons
 		self.driver.save_screenshot(str(Path(folder) / f"{name}.png"))
