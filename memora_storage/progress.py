@@ -54,7 +54,9 @@ class Task:
 		if doctype and name:
 			# A path, not get_url_to_form's absolute URL: a worker does not know the host the user is on.
 			text += f' <a href="/app/{quoted(slug(doctype))}/{quoted(name)}">{escape_html(name)}</a>'
-		frappe.publish_realtime("msgprint", {"message": text, "alert": 1, "indicator": indicator}, user=self.user)
+		frappe.publish_realtime(
+			"msgprint", {"message": text, "alert": 1, "indicator": indicator}, user=self.user
+		)
 		if self.notification_log:
 			alerts.notify([self.user], message, document_type=doctype, document_name=name, email=False)
 

@@ -218,7 +218,11 @@ class TestCdnSync(ContentTestCase):
 		"""The subject of the Notification Log a job's end left for Administrator about the report."""
 		return frappe.db.get_value(
 			"Notification Log",
-			{"for_user": "Administrator", "document_type": "Content Health Report", "document_name": report.name},
+			{
+				"for_user": "Administrator",
+				"document_type": "Content Health Report",
+				"document_name": report.name,
+			},
 			"subject",
 		)
 

@@ -269,7 +269,6 @@ class TestDeleteOrphans(HealthTestCase):
 		self.assertEqual(report.run_delete_orphans()["deleted"], 0)  # nothing left to delete
 		self.assertEqual(frappe.db.get_value(reports.DOCTYPE, report.name, "orphans_deleted_count"), 1)
 
-
 	def test_delete_orphans_is_one_long_job_per_report(self):
 		report = self.orphan_report()
 		job_id = f"memora_storage:run_delete_orphans:{frappe.local.site}:{report.name}"
