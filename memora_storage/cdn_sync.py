@@ -415,19 +415,10 @@ def alert_failures() -> int:
 	)
 	if not failed:
 		return 0
-	listed = "".join(
-		f"<li><code>{frappe.utils.escape_html(row.path)}</code> ({_(row.sync_operation)}): "
-		f"{frappe.utils.escape_html(row.last_error or '')}</li>"
-		for row in failed[:20]
-	)
-	more = _("<p>…and {0} more.</p>").format(len(failed) - 20) if len(failed) > 20 else ""
 	alerts.notify_system_managers(
 		_("Memora Storage: {0} content files could not reach the CDN").format(len(failed)),
-		_(
-			"<p>These files were retried for about an hour and are marked Failed. The local copies are "
-			"intact and served in fallback mode. Fix the CDN, then use <b>Retry</b> on Content File.</p>"
-		)
-		+ f"<ul>{listed}</ul>{more}",
+		template="memora_storage_cdn_failed",
+		args={"rows": failed[:20], "more": max(len(failed) - 20, 0)},
 		document_type=DOCTYPE,
 		document_name=failed[0].name if len(failed) == 1 else None,
 	)

@@ -9,7 +9,6 @@ save) and, on a site whose settings were never saved, would leave every other fi
 
 import frappe
 from frappe import _
-from frappe.utils import escape_html
 
 from memora_storage import alerts, content_files, settings
 from memora_storage.utils import disk, paths
@@ -42,27 +41,19 @@ def _notify(alert: disk.DiskAlert) -> None:
 	figures = {
 		"free": f"{alert.status.free_percent:.1f}",
 		"min": f"{alert.min_free_percent:g}",
-		"path": escape_html(alert.status.path),
+		"path": alert.status.path,
 		"free_gb": f"{alert.status.free / 1e9:.1f}",
 		"total_gb": f"{alert.status.total / 1e9:.1f}",
 	}
 	if alert.event == disk.EVENT_LOW:
 		subject = _("Memora Storage: disk space low, {0}% free").format(figures["free"])
-		message = _(
-			"<p>Only {free}% ({free_gb} GB of {total_gb} GB) of the disk holding <code>{path}</code> is "
-			"free, below the minimum of {min}% set in CDN Settings.</p><p>Content files are not written "
-			"until space is freed. Documents still save; their files wait as Pending on Content File and "
-			"are written within a minute once space is back. Free some space or grow the disk.</p>"
-		).format(**figures)
+		template = "memora_storage_disk_low"
 	else:
-		waiting = frappe.db.count(content_files.DOCTYPE, {"local_status": "Pending"})
+		figures["waiting"] = frappe.db.count(content_files.DOCTYPE, {"local_status": "Pending"})
 		subject = _("Memora Storage: disk space recovered, {0}% free").format(figures["free"])
-		message = _(
-			"<p>{free}% of the disk holding <code>{path}</code> is free again (minimum {min}%).</p>"
-			"<p>Content files are written again; {waiting} waiting files follow within a minute.</p>"
-		).format(waiting=waiting, **figures)
+		template = "memora_storage_disk_recovered"
 	alerts.notify_system_managers(
-		subject, message, document_type="CDN Settings", document_name="CDN Settings"
+		subject, template=template, args=figures, document_type="CDN Settings", document_name="CDN Settings"
 	)
 
 
