@@ -164,11 +164,18 @@ class TestArabicOnSite(FrappeTestCase):
 			}
 		)
 		self.assertFalse(untranslated, "frappe._ returns English for:\n" + "\n".join(map(repr, untranslated)))
-		self.assertEqual(_("<p>…and {0} more.</p>").format(3), "<p>…وغيرها (3).</p>")
-		message = _(
-			"<p>{free}% of the disk holding <code>{path}</code> is free again (minimum {min}%).</p>"
-			"<p>Content files are written again; {waiting} waiting files follow within a minute.</p>"
-		).format(free=12.5, path="/srv/content", min=10, waiting=4)
-		self.assertIn("<code>/srv/content</code>", message)
+
+	def test_email_templates_are_served_in_arabic(self):
+		"""Alert bodies are templates whose messages go through `_`: in Arabic, with their markup intact."""
+		message = frappe.render_template(
+			"templates/emails/memora_storage_disk_recovered.html",
+			{"free": "12.5", "path": "/srv/<content>", "min": "10", "waiting": 4, "link": None},
+		)
+		self.assertIn("<code>/srv/&lt;content&gt;</code>", message)
 		self.assertIn("12.5%", message)
-		self.assertTrue(message.startswith("<p>عادت المساحة الحرة"), message)
+		self.assertIn("عادت المساحة الحرة", message)
+		failed = frappe.render_template(
+			"templates/emails/memora_storage_cdn_failed.html",
+			{"rows": [frappe._dict(path="units/U.json", sync_operation="Upload", last_error="x")], "more": 3},
+		)
+		self.assertIn("…وغيرها (3).", failed)
