@@ -71,3 +71,6 @@ after_migrate = ["memora_storage.delivery.rebuild", "memora_storage.published_fi
 # Another app may change the content map: a dotted path to a function that takes the map
 # (DocType -> memora_storage.content.ContentType) and returns it.
 # memora_content_map = ["my_app.memora.content_map"]
+
+# DocType controllers carry generated type annotations of their fields (frappe.types).
+export_python_type_annotations = True
