@@ -11,6 +11,32 @@ from memora_storage import jobs, settings
 
 
 class CDNSettings(Document):
+	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		access_key_id: DF.Data | None
+		bucket: DF.Data | None
+		cdn_base_url: DF.Data | None
+		current_base_url: DF.Data | None
+		enable_cdn: DF.Check
+		endpoint_url: DF.Data | None
+		etag_behaviour: DF.Literal["", "MD5 of the bytes", "Not the MD5"]
+		health_check_end_hour: DF.Int
+		health_check_start_hour: DF.Int
+		key_prefix: DF.Data | None
+		local_domain: DF.Data | None
+		local_fallback_mode: DF.Check
+		min_free_disk_percent: DF.Float
+		regenerate_missing_files: DF.Check
+		region: DF.Data | None
+		secret_access_key: DF.Password | None
+
+	# end: auto-generated types
 	@property
 	def current_base_url(self) -> str:
 		"""Shown on the form so an administrator sees where URLs point right now. From this document's

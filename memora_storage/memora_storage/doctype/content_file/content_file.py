@@ -10,6 +10,35 @@ from memora_storage.content_files import row_name
 
 
 class ContentFile(Document):
+	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		attempts: DF.Int
+		failure_alerted: DF.Check
+		first_failure_at: DF.Datetime | None
+		last_error: DF.SmallText | None
+		last_synced_at: DF.Datetime | None
+		local_error: DF.SmallText | None
+		local_status: DF.Literal["Written", "Pending", "Failed", "Deleted"]
+		next_attempt_at: DF.Datetime | None
+		parent_path: DF.Data | None
+		path: DF.Data | None
+		reference_doctype: DF.Link | None
+		reference_name: DF.DynamicLink | None
+		sha256: DF.Data | None
+		size: DF.Int
+		sync_claim: DF.Data | None
+		sync_operation: DF.Literal["Upload", "Delete"]
+		sync_status: DF.Literal["Pending", "Syncing", "Synced", "Failed"]
+		synced_sha256: DF.Data | None
+		written_at: DF.Datetime | None
+
+	# end: auto-generated types
 	def autoname(self):
 		self.name = row_name(self.path)
 

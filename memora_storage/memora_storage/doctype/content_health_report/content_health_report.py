@@ -10,6 +10,41 @@ from memora_storage import cdn_sync, health, progress
 
 
 class ContentHealthReport(Document):
+	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		from memora_storage.memora_storage.doctype.content_health_issue.content_health_issue import (
+			ContentHealthIssue,
+		)
+
+		cdn_extra_count: DF.Int
+		cdn_mismatch_count: DF.Int
+		cdn_missing_count: DF.Int
+		checked_at: DF.Datetime | None
+		details_file: DF.Attach | None
+		disk_free_percent: DF.Float
+		disk_status: DF.Literal["", "Healthy", "Low"]
+		duration_seconds: DF.Float
+		expected_count: DF.Int
+		files_count: DF.Int
+		invalid_count: DF.Int
+		issues: DF.Table[ContentHealthIssue]
+		issues_truncated: DF.Check
+		missing_count: DF.Int
+		orphaned_count: DF.Int
+		orphans_deleted_count: DF.Int
+		regenerated_count: DF.Int
+		scope: DF.Literal["Hourly", "Full", "Manual", "CDN Verification"]
+		stale_count: DF.Int
+		status: DF.Literal["Healthy", "Problems Found", "Failed"]
+		summary: DF.SmallText | None
+
+	# end: auto-generated types
 	@frappe.whitelist()
 	def resync(self) -> bool:
 		"""Queue an upload of what this verification found missing on or different from the CDN.
