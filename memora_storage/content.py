@@ -119,7 +119,10 @@ class RenderContext:
 		A child with no Content File row yet has not been written: it is local, whatever the settings.
 		"""
 		on_cdn = delivery.states_of(paths_) if self.url_settings.uses_cdn else [False] * len(paths_)
-		return [resolve_url(path, self.url_settings, bool(state)) for path, state in zip(paths_, on_cdn, strict=True)]
+		return [
+			resolve_url(path, self.url_settings, bool(state))
+			for path, state in zip(paths_, on_cdn, strict=True)
+		]
 
 	def is_current(self) -> bool:
 		"""False once a settings save changed where URLs point since this snapshot was taken."""
@@ -140,7 +143,9 @@ class RenderContext:
 				fields=sorted(fields),
 				order_by=child.order_by,
 			)
-			rows = [row for row in rows if _existing_path(child, row)]  # a child no file can carry is not listed
+			rows = [
+				row for row in rows if _existing_path(child, row)
+			]  # a child no file can carry is not listed
 			urls = self.urls([path_of(child, row) for row in rows])
 			listed[child.list_key] = [
 				{"name": row.name, "title": row.get(title_field) if title_field else row.name, "url": url}
@@ -354,7 +359,9 @@ def apply(removals: dict[str, bool], renders: Iterable[tuple[str, str]]) -> bool
 	return failed
 
 
-def write_documents(renders: Iterable[tuple[str, str]], ctx: RenderContext, store: ContentStore) -> dict[str, int]:
+def write_documents(
+	renders: Iterable[tuple[str, str]], ctx: RenderContext, store: ContentStore
+) -> dict[str, int]:
 	"""Write these documents' files, and again those of every file listing one that left the CDN.
 
 	A file whose new version is local only makes its parent link to it locally, and so up to the

@@ -229,7 +229,9 @@ class TestContentFlow(ContentTestCase):
 		names = {content_files.row_name(path): path for path in expected}
 
 		def parents() -> dict:
-			rows = frappe.get_all("Content File", filters={"name": ["in", list(names)]}, fields=["path", "parent_path"])
+			rows = frappe.get_all(
+				"Content File", filters={"name": ["in", list(names)]}, fields=["path", "parent_path"]
+			)
 			return {row.path: row.parent_path for row in rows}
 
 		self.assertEqual(parents(), expected)
