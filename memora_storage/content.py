@@ -419,6 +419,14 @@ def write_all(doctypes: Iterable[str] | None = None, commit_every: int = 500) ->
 	with progress.Task(_("Rebuilding content files"), user=user, notification_log=False) as task:
 		for doctype, doctype_names in names.items():
 			for start in range(0, len(doctype_names), commit_every):
+				if not ctx.is_current():
+					# A save changed where URLs point: the relink it asked for renders everything anew,
+					# so finishing this one would only make the uploads wait longer.
+					jobs.request_relink()
+					task.done(
+						_("Stopped: the settings changed, and a new rebuild follows."), indicator="orange"
+					)
+					return counts
 				batch = [(doctype, name) for name in doctype_names[start : start + commit_every]]
 				for key, value in write_documents(batch, ctx, store).items():
 					counts[key] += value

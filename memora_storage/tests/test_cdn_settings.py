@@ -125,3 +125,19 @@ def _plain_user() -> str:
 		).insert(ignore_permissions=True)
 		frappe.db.commit()
 	return email
+
+	def test_a_relink_whose_settings_were_replaced_stops_and_asks_for_the_next(self):
+		"""Quick flips: the relink for an older save does not run to the end before the one for the last."""
+		import dataclasses
+		from unittest.mock import patch
+
+		from memora_storage import content
+
+		_plan, _subject, _units = self.make_tree()
+		older = dataclasses.replace(settings.url_settings(), local_domain="http://older.example")
+		stale = content.RenderContext(content.get_content_map(), older)
+		jobs.started(jobs.RELINK)
+		with patch.object(content, "new_context", return_value=stale):
+			counts = relink_all()
+		self.assertEqual(counts, {"written": 0, "failed": 0})
+		self.assertTrue(jobs.is_requested(jobs.RELINK))
