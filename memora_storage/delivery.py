@@ -87,6 +87,7 @@ def mark(states: dict[str, str]) -> None:
 	"""Record paths' delivery as given (from `state`); local marks take effect at once."""
 	if states:
 		redis.Redis.hset(_redis(), _key(), mapping=states)
+		_wrote()
 
 
 def mark_local(path: str, sha256: str | None = None) -> None:
@@ -101,17 +102,27 @@ def promote(versions: dict[str, str], marked: dict[str, str] | None = None) -> i
 		return 0
 	marked = marked or {}
 	args = [value for path, sha in versions.items() for value in (path, marked.get(path, sha), sha)]
-	return int(redis.Redis.eval(_redis(), _PROMOTE, 1, _key(), *args))
+	promoted = int(redis.Redis.eval(_redis(), _PROMOTE, 1, _key(), *args))
+	_wrote()
+	return promoted
 
 
 def forget(paths: Iterable[str]) -> None:
 	"""Paths with no Content File row any more: they follow the settings again."""
 	if paths := list(paths):
 		redis.Redis.hdel(_redis(), _key(), *paths)
+		_wrote()
 
 
 def publish_settings(values: dict) -> None:
 	redis.Redis.hset(_redis(), _key(), SETTINGS_FIELD, json.dumps(values))
+	_wrote()
+
+
+def _wrote() -> None:
+	"""This process reads its own writes at once; other processes follow on Redis's invalidation."""
+	if mirror := _mirror():
+		mirror.invalidate()
 
 
 def stored_settings() -> dict | None:

@@ -113,3 +113,13 @@ def test_a_killed_listener_means_no_answers_from_memory(client: redis.Redis, key
 	wait_for(lambda: not mirror.live)
 	client.hset(key, "path", "after")  # no invalidation can reach this process now
 	assert mirror.get(["path"]) == [b"after"]
+
+
+def test_invalidate_makes_this_process_read_its_own_write_at_once(client: redis.Redis, key: bytes) -> None:
+	client.hset(key, "path", "l1")
+	mirror = HashMirror(client, key)
+	assert mirror.get(["path"]) == [b"l1"]
+	for version in range(2, 200):
+		client.hset(key, "path", f"c{version}")
+		mirror.invalidate()
+		assert mirror.get(["path"]) == [f"c{version}".encode()]

@@ -58,6 +58,11 @@ class HashMirror:
 	def live(self) -> bool:
 		return self._live
 
+	def invalidate(self) -> None:
+		"""Forget what this process read, after it wrote the hash itself: it reads its own writes at
+		once, without waiting for Redis's invalidation to reach the listener thread."""
+		self._drop()
+
 	def _drop(self) -> None:
 		with self._lock:
 			self._generation += 1
