@@ -116,16 +116,6 @@ class TestCDNSettings(ContentTestCase):
 		frappe.set_user("Guest")
 		self.assertFalse(frappe.has_permission("CDN Settings", "read"))
 
-
-def _plain_user() -> str:
-	email = "memora-plain-user@example.com"
-	if not frappe.db.exists("User", email):
-		frappe.get_doc(
-			{"doctype": "User", "email": email, "first_name": "Plain", "send_welcome_email": 0}
-		).insert(ignore_permissions=True)
-		frappe.db.commit()
-	return email
-
 	def test_a_relink_whose_settings_were_replaced_stops_and_asks_for_the_next(self):
 		"""Quick flips: the relink for an older save does not run to the end before the one for the last."""
 		import dataclasses
@@ -141,3 +131,13 @@ def _plain_user() -> str:
 			counts = relink_all()
 		self.assertEqual(counts, {"written": 0, "failed": 0})
 		self.assertTrue(jobs.is_requested(jobs.RELINK))
+
+
+def _plain_user() -> str:
+	email = "memora-plain-user@example.com"
+	if not frappe.db.exists("User", email):
+		frappe.get_doc(
+			{"doctype": "User", "email": email, "first_name": "Plain", "send_welcome_email": 0}
+		).insert(ignore_permissions=True)
+		frappe.db.commit()
+	return email
