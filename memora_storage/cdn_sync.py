@@ -31,6 +31,7 @@ PASS_LIMIT = 256
 TIME_BUDGET_S = 600  # a drain then hands over to a fresh job (the long queue's timeout is 1,500 s)
 STUCK_AFTER_MINUTES = 15  # a Syncing row this old lost its worker
 _ROW_FIELDS = ["name", "path", "parent_path", "sync_operation", "sha256", "sync_claim"]
+COUNTS = ("claimed", "synced", "retry", "failed", "requeued", "rendered")  # what a drain reports
 
 
 def s3_config(require_enabled: bool = True) -> S3Config | None:
@@ -87,15 +88,14 @@ def drain(now: datetime.datetime | None = None) -> dict[str, int]:
 	over to a fresh job when a relink is waiting (it is queued at the front), or when its time is up.
 	"""
 	jobs.started(jobs.DRAIN)
-	totals = dict.fromkeys(("claimed", "synced", "retry", "failed", "requeued", "rendered"), 0)
+	totals = dict.fromkeys(COUNTS, 0)
 	bucket = get_bucket()
 	if not bucket:
 		return totals
 	deadline = time.monotonic() + TIME_BUDGET_S
-	frappe.flags.memora_drain_requested = True  # what this job writes, its own next pass sends
-	try:
+	in_worker = bool(getattr(frappe.local, "job", None))  # else there is no queue to hand over to
+	with content_files.drain_running():
 		while True:
-			in_worker = bool(getattr(frappe.local, "job", None))  # else there is no queue to hand over to
 			if in_worker and (jobs.is_requested(jobs.RELINK) or time.monotonic() > deadline):
 				jobs.request(jobs.DRAIN)
 				break
@@ -104,15 +104,13 @@ def drain(now: datetime.datetime | None = None) -> dict[str, int]:
 				totals[key] += value
 			if not counts["claimed"] and not counts["rendered"]:
 				break
-	finally:
-		frappe.flags.memora_drain_requested = False
 	return totals
 
 
 def run_pass(bucket: CdnBucket, now: datetime.datetime | None = None) -> dict[str, int]:
-	"""Claim the due rows that may go now, send them, record the outcomes, then re-render the
-	files listing what landed (each once), so their links move to the CDN in the next pass."""
-	counts = dict.fromkeys(("claimed", "synced", "retry", "failed", "requeued", "rendered"), 0)
+	"""Claim the due rows that may go now, send them, record the outcomes, then re-render the files
+	listing them whose due children have all gone (each once), so their links follow in the next pass."""
+	counts = dict.fromkeys(COUNTS, 0)
 	now = now or now_datetime()
 	# A caller's `now` (a test's clock ahead of time) never hides rows written since, due at once.
 	due_at = max(now, now_datetime())

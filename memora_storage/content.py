@@ -401,7 +401,7 @@ def write_parents(parent_paths: Iterable[str]) -> int:
 	return write_documents(renders, new_context(), settings.content_store())["written"]
 
 
-def write_all(doctypes: Iterable[str] | None = None, commit_every: int = 500) -> dict[str, int]:
+def write_all(doctypes: Iterable[str] | None = None, batch_size: int = 500) -> dict[str, int]:
 	"""Render every mapped document again (after a URL base change, or by hand); returns counts.
 
 	The System Manager whose action queued it (a CDN Settings save, Rebuild All) sees the progress and
@@ -418,7 +418,7 @@ def write_all(doctypes: Iterable[str] | None = None, commit_every: int = 500) ->
 	user = frappe.session.user if "System Manager" in frappe.get_roles() else None
 	with progress.Task(_("Rebuilding content files"), user=user, notification_log=False) as task:
 		for doctype, doctype_names in names.items():
-			for start in range(0, len(doctype_names), commit_every):
+			for start in range(0, len(doctype_names), batch_size):
 				if not ctx.is_current():
 					# A save changed where URLs point: the relink it asked for renders everything anew,
 					# so finishing this one would only make the uploads wait longer.
@@ -427,10 +427,9 @@ def write_all(doctypes: Iterable[str] | None = None, commit_every: int = 500) ->
 						_("Stopped: the settings changed, and a new rebuild follows."), indicator="orange"
 					)
 					return counts
-				batch = [(doctype, name) for name in doctype_names[start : start + commit_every]]
+				batch = [(doctype, name) for name in doctype_names[start : start + batch_size]]
 				for key, value in write_documents(batch, ctx, store).items():
 					counts[key] += value
-				frappe.db.commit()
 				done += len(batch)
 				task.progress(done, total, _("Documents rendered: {0} of {1}").format(done, total))
 		task.done(

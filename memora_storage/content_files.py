@@ -8,6 +8,8 @@ of a row's version is mirrored in the delivery hash (`delivery.py`) that the res
 """
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import frappe
 from frappe import _
@@ -203,6 +205,16 @@ def pending_writes(limit: int = 500) -> list[frappe._dict]:
 		order_by="modified asc",
 		limit=limit,
 	)
+
+
+@contextmanager
+def drain_running() -> Iterator[None]:
+	"""Inside the drain: what it writes, its own next pass sends, so no other drain is asked for."""
+	frappe.flags.memora_drain_requested = True
+	try:
+		yield
+	finally:
+		frappe.flags.memora_drain_requested = False
 
 
 def request_drain_after_commit() -> None:

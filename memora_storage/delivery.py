@@ -142,13 +142,9 @@ def _parse(raw: bytes) -> dict:
 
 @functools.lru_cache(maxsize=64)
 def _url_settings(raw: bytes, site_url: str) -> UrlSettings:
-	values = _parse(raw)
-	return UrlSettings(
-		local_domain=values["local_domain"] or site_url,
-		enable_cdn=values["enable_cdn"],
-		cdn_base_url=values["cdn_base_url"],
-		local_fallback_mode=values["local_fallback_mode"],
-	)
+	from memora_storage import settings
+
+	return settings.url_settings(_parse(raw), site_url)
 
 
 def _on_cdn(value: bytes | None) -> bool | None:
@@ -202,7 +198,6 @@ def states_of(paths: list[str]) -> list[bool | None]:
 def _from_database(paths: list[str]) -> dict[str, str]:
 	from memora_storage import settings
 
-	request_rebuild()
 	url_settings = settings.url_settings(settings.snapshot_values(frappe.db.get_singles_dict("CDN Settings")))
 	delivery = _states_from_database(paths)
 	return {

@@ -46,11 +46,11 @@ def publish(values: dict) -> None:
 	delivery.publish_settings(values)
 
 
-def url_settings(values: dict | None = None) -> UrlSettings:
-	"""The resolver's snapshot: one per rendered file or API call."""
+def url_settings(values: dict | None = None, site_url: str | None = None) -> UrlSettings:
+	"""The resolver's snapshot: one per rendered file or API call; `site_url` stands for an empty Local Domain."""
 	values = values or get_settings()
 	return UrlSettings(
-		local_domain=values["local_domain"] or get_url(),
+		local_domain=values["local_domain"] or site_url or get_url(),
 		enable_cdn=values["enable_cdn"],
 		cdn_base_url=values["cdn_base_url"],
 		local_fallback_mode=values["local_fallback_mode"],
