@@ -32,9 +32,7 @@ mode's settings.
 import argparse
 import hashlib
 import json
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -123,38 +121,6 @@ def summary(values: list[float]) -> dict[str, float]:
 		"min": min(values),
 		"n": len(values),
 	}
-
-
-def free_port() -> int:
-	with socket.socket() as s:
-		s.bind(("127.0.0.1", 0))
-		return s.getsockname()[1]
-
-
-def start_dev_server(bench: Path, site: str) -> tuple[subprocess.Popen, str]:
-	"""What `bench serve` runs, for this site on a free port; the caller stops it."""
-	import requests
-
-	port = free_port()
-	server = subprocess.Popen(
-		[
-			*(str(bench / "env" / "bin" / "python"), "-m", "frappe.utils.bench_helper", "frappe"),
-			*("--site", site, "serve", "--port", str(port), "--noreload"),
-		],
-		cwd=bench / "sites",
-		stdout=subprocess.DEVNULL,
-		stderr=subprocess.DEVNULL,
-	)
-	base = f"http://127.0.0.1:{port}"
-	deadline = time.monotonic() + 60
-	while time.monotonic() < deadline:
-		try:
-			requests.get(f"{base}/api/method/ping", timeout=2)
-			return server, base
-		except requests.ConnectionError:
-			time.sleep(0.3)
-	server.kill()
-	raise RuntimeError("the dev server did not start within 60 s")
 
 
 def jinja_loop(expression: str) -> str:
@@ -529,6 +495,7 @@ def main() -> int:
 	import requests
 
 	from memora_storage import api, delivery, settings
+	from memora_storage.tests.utils import start_dev_server
 	from memora_storage.utils import resolver
 
 	results: dict = {"app_at_start": app_fingerprint(), "interference": []}
@@ -546,7 +513,7 @@ def main() -> int:
 	server = None
 	delivery.mark(states)
 	try:
-		server, base = start_dev_server(bench, site)
+		server, base = start_dev_server()  # the site frappe.init set up above
 		session = requests.Session()
 		session.get(f"{base}/api/method/ping")
 		path_expr = f'"units/br{tag}-" ~ (i % {BATCH}) ~ ".json"'
