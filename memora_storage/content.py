@@ -9,6 +9,7 @@ row, and retried every minute by `tasks.retry_pending_writes` until it succeeds.
 
 import enum
 import string
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -375,9 +376,7 @@ def write_documents(
 		if not frappe.db.exists(doctype, name):
 			continue
 		doc = frappe.get_doc(doctype, name)
-		outcome = write_document(doc, ctx, store)
-		# One row locked per transaction: the drain and other saves then never deadlock with this one.
-		frappe.db.commit()
+		outcome = _write_committed(doc, ctx, store)
 		counts["failed" if outcome is Outcome.FAILED else "written"] += 1
 		if outcome is Outcome.LEFT_CDN and (parent := parent_of(ctx.content_map[doctype], doc)):
 			if parent not in todo:
@@ -385,6 +384,30 @@ def write_documents(
 	if not ctx.is_current():
 		frappe.db.after_commit.add(jobs.request_relink)
 	return counts
+
+
+DEADLOCK_RETRIES = 3
+
+
+def _write_committed(doc: Document, ctx: RenderContext, store: ContentStore) -> Outcome:
+	"""Write one document's file and commit its row on its own, so each transaction locks one row.
+
+	A new row is still locked as a gap before its insert, and InnoDB may then pick this transaction
+	as a deadlock's victim: writing again is safe (identical bytes are not rewritten), so it is
+	retried rather than leaving a file on disk that its row does not know.
+	"""
+	attempt = 1
+	while True:
+		try:
+			outcome = write_document(doc, ctx, store)
+			frappe.db.commit()
+			return outcome
+		except frappe.QueryDeadlockError:
+			frappe.db.rollback()
+			if attempt == DEADLOCK_RETRIES:
+				raise
+			time.sleep(0.05 * attempt)
+			attempt += 1
 
 
 def write_parents(parent_paths: Iterable[str]) -> int:
