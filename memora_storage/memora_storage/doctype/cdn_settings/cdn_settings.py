@@ -20,21 +20,31 @@ class CDNSettings(Document):
 		from frappe.types import DF
 
 		access_key_id: DF.Data | None
+		auto_failover: DF.Check
 		bucket: DF.Data | None
+		cache_control_leaf: DF.Data | None
+		cache_control_listing: DF.Data | None
 		cdn_base_url: DF.Data | None
+		cors_allowed_origins: DF.SmallText | None
 		current_base_url: DF.Data | None
+		delivery_status: DF.SmallText | None
 		enable_cdn: DF.Check
 		endpoint_url: DF.Data | None
 		etag_behaviour: DF.Literal["", "MD5 of the bytes", "Not the MD5"]
+		failover_after: DF.Int
 		health_check_end_hour: DF.Int
 		health_check_start_hour: DF.Int
 		key_prefix: DF.Data | None
 		local_domain: DF.Data | None
 		local_fallback_mode: DF.Check
 		min_free_disk_percent: DF.Float
+		probe_interval: DF.Int
+		probe_results: DF.HTML | None
+		recover_after: DF.Int
 		regenerate_missing_files: DF.Check
 		region: DF.Data | None
 		secret_access_key: DF.Password | None
+		version_in_urls: DF.Check
 
 	# end: auto-generated types
 	@property
