@@ -14,7 +14,17 @@ import frappe
 from frappe import _
 from frappe.rate_limiter import rate_limit
 
-from memora_storage import cdn_sync, content, content_files, delivery, disk_guard, health, jobs, settings
+from memora_storage import (
+	cdn_sync,
+	content,
+	content_files,
+	delivery,
+	disk_guard,
+	failover,
+	health,
+	jobs,
+	settings,
+)
 from memora_storage.utils import paths
 from memora_storage.utils.store import FileOperationError
 
@@ -207,3 +217,25 @@ def last_health_problems(filters: str | dict | None = None) -> dict:
 	"""Number card: problems found by the latest health scan."""
 	frappe.only_for("System Manager")
 	return health.last_report_problems()
+
+
+@frappe.whitelist()
+def uploads_waiting(filters: str | dict | None = None) -> dict:
+	"""Number card: files due for the CDN that wait because delivery is local (0 while uploads go)."""
+	frappe.only_for("System Manager")
+	return cdn_sync.waiting_card()
+
+
+@frappe.whitelist()
+def failed_probes(filters: str | dict | None = None) -> dict:
+	"""Number card: failed CDN probes in the last hour."""
+	frappe.only_for("System Manager")
+	return failover.failed_probes_card()
+
+
+@frappe.whitelist()
+def delivery_status() -> dict:
+	"""For the Content File list: why due rows wait, if they do, and where URLs point."""
+	frappe.only_for("System Manager")
+	values = settings.get_settings()
+	return {"waiting": cdn_sync.waiting(), "delivery": failover.describe(values)}

@@ -17,9 +17,19 @@ import frappe
 from frappe import _
 from frappe.utils import add_to_date, now_datetime
 
-from memora_storage import alerts, content, content_files, delivery, jobs, progress, reports, settings
+from memora_storage import (
+	alerts,
+	content,
+	content_files,
+	delivery,
+	failover,
+	jobs,
+	progress,
+	reports,
+	settings,
+)
 from memora_storage.utils import backoff, canonical
-from memora_storage.utils.s3 import CdnBucket, ProbeResult, S3Config
+from memora_storage.utils.s3 import CdnBucket, CdnError, ProbeResult, S3Config
 from memora_storage.utils.store import ContentStore, WriteResult
 from memora_storage.utils.uploader import Uploader
 from memora_storage.utils.verify import VerifyReport, verify
@@ -96,6 +106,9 @@ def drain(now: datetime.datetime | None = None) -> dict[str, int]:
 	in_worker = bool(getattr(frappe.local, "job", None))  # else there is no queue to hand over to
 	with content_files.drain_running():
 		while True:
+			failover.tick()  # a long drain holds the worker: the probes keep their interval meanwhile
+			if not uploads_go():
+				break  # delivery is local: what is due waits for the CDN (`waiting`), nothing is lost
 			if in_worker and (jobs.is_requested(jobs.RELINK) or time.monotonic() > deadline):
 				jobs.request(jobs.DRAIN)
 				break
@@ -118,10 +131,13 @@ def run_pass(bucket: CdnBucket, now: datetime.datetime | None = None) -> dict[st
 	if not rows:
 		return counts
 	try:
-		outcomes = _send(bucket, rows, now)
+		outcomes, unreachable = _send(bucket, rows, now)
 	except BaseException:
 		_release(rows[0].sync_claim)  # a pass that dies leaves nothing Syncing for the dispatcher to free
 		raise
+	if unreachable:
+		frappe.db.commit()
+		failover.record_upload_failure(unreachable)  # one failed probe per pass, however many files
 	counts["claimed"] = len(rows)
 	for outcome in outcomes.values():
 		counts[outcome] += 1
@@ -147,12 +163,14 @@ def _listing_due_children(parents: set[str], due_at: datetime.datetime) -> set[s
 	)
 
 
-def _send(bucket: CdnBucket, rows: list[frappe._dict], now: datetime.datetime) -> dict[str, str]:
-	"""Upload and delete the claimed rows, record each outcome, and serve what landed from the CDN."""
+def _send(
+	bucket: CdnBucket, rows: list[frappe._dict], now: datetime.datetime
+) -> tuple[dict[str, str], CdnError | None]:
+	"""Upload and delete the claimed rows, record each outcome, and serve what landed from the CDN;
+	also the first error that says the bucket could not be reached."""
 	uploader = Uploader(settings.content_store(), bucket)
-	sent = {
-		r.path: r for r in uploader.upload_many([row.path for row in rows if row.sync_operation == "Upload"])
-	}
+	uploads = [row.path for row in rows if row.sync_operation == "Upload"]
+	sent = {r.path: r for r in uploader.upload_many(uploads, cache_control=cache_controls(uploads))}
 	deleted = bucket.delete_many([row.path for row in rows if row.sync_operation == "Delete"])
 	remember_etag_behaviour(bucket)
 	repaired: dict[str, str] = {}
@@ -177,7 +195,44 @@ def _send(bucket: CdnBucket, rows: list[frappe._dict], now: datetime.datetime) -
 	delivery.forget(
 		row.path for row in rows if outcomes[row.name] == "synced" and row.sync_operation == "Delete"
 	)
-	return outcomes
+	errors = [result.error for result in sent.values()] + list(deleted.values())
+	unreachable = next(
+		(e for e in errors if isinstance(e, CdnError) and e.kind in failover.CONNECTIVITY), None
+	)
+	return outcomes, unreachable
+
+
+def cache_controls(paths: list[str]) -> dict[str, str]:
+	"""Each file's Cache-Control: short for files listing others, whose URLs never change; long for
+	the others only while their URLs carry their version (CDN Settings' Caching and CORS)."""
+	values = settings.get_settings()
+	if not (paths and values.get("version_in_urls")):
+		return dict.fromkeys(paths, values.get("cache_control_listing", settings.CACHE_CONTROL_LISTING))
+	listing = set(
+		frappe.get_all(DOCTYPE, filters={"parent_path": ["in", paths]}, pluck="parent_path", distinct=True)
+	)
+	return {
+		path: values["cache_control_listing"] if path in listing else values["cache_control_leaf"]
+		for path in paths
+	}
+
+
+def uploads_go() -> bool:
+	"""Uploads and deletes run only while URLs point to the CDN: while delivery is local no client
+	reads it, and the files re-linked to local would only be sent to be replaced when it returns."""
+	return settings.url_settings().uses_cdn
+
+
+def waiting() -> str | None:
+	"""Why due rows are not being sent, for the Content File list and the workspace; None when they are."""
+	values = settings.get_settings()
+	if not values["enable_cdn"]:
+		return _("the CDN is off")
+	if values["local_fallback_mode"]:
+		return _("Local Fallback Mode is on")
+	if not uploads_go():
+		return _("the CDN is down (health probe)")
+	return None
 
 
 def _release(token: str) -> None:
@@ -398,7 +453,7 @@ def dispatch(now: datetime.datetime | None = None) -> int:
 	due = frappe.db.count(DOCTYPE, {"sync_status": "Pending", "next_attempt_at": ["<=", now]})
 	alert_failures()
 	frappe.db.commit()
-	if due and get_bucket():
+	if due and uploads_go() and get_bucket():
 		jobs.request_drain()
 	return due
 
@@ -539,3 +594,14 @@ def test_connection() -> ProbeResult:
 	result = bucket.probe()
 	remember_etag_behaviour(bucket)
 	return result
+
+
+def waiting_card() -> dict:
+	"""Number card: rows due for the CDN that wait while delivery is local; opens them in the list."""
+	due = frappe.db.count(DOCTYPE, {"sync_status": "Pending"}) if waiting() else 0
+	return {
+		"value": due,
+		"fieldtype": "Int",
+		"route": ["List", DOCTYPE, "List"],
+		"route_options": {"sync_status": "Pending"},
+	}

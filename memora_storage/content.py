@@ -107,6 +107,9 @@ def parent_path_of(content_type: ContentType, doc) -> str | None:
 		return None
 
 
+_NOT_WRITTEN = delivery.Delivery(on_cdn=False, sha256=None)
+
+
 @dataclass
 class RenderContext:
 	"""One settings snapshot per batch of files, so all their links point the same way."""
@@ -119,10 +122,11 @@ class RenderContext:
 
 		A child with no Content File row yet has not been written: it is local, whatever the settings.
 		"""
-		on_cdn = delivery.states_of(paths_) if self.url_settings.uses_cdn else [False] * len(paths_)
+		if not self.url_settings.uses_cdn:
+			return [resolve_url(path, self.url_settings, False) for path in paths_]
 		return [
-			resolve_url(path, self.url_settings, bool(state))
-			for path, state in zip(paths_, on_cdn, strict=True)
+			delivery.resolve(path, self.url_settings, state or _NOT_WRITTEN)
+			for path, state in zip(paths_, delivery.states_of(paths_), strict=True)
 		]
 
 	def is_current(self) -> bool:

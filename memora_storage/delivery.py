@@ -15,6 +15,7 @@ rebuilds it, without overwriting anything written meanwhile.
 import functools
 import json
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import frappe
 import redis
@@ -28,6 +29,7 @@ from memora_storage.utils.resolver import get_content_url as resolve_url
 HASH = "memora_storage:delivery"
 # Fields no content path can be: content path segments never start with ".".
 SETTINGS_FIELD = ".settings"
+FAILOVER_FIELD = ".failover"  # the health probe's verdict (failover.py): {"down": bool, "since": ...}
 READY_FIELD = ".ready"  # set once the hash holds every row's state
 REBUILD_LOCK = "memora_storage:rebuild-delivery"  # not a prefix match of HASH: its writes drop no mirror
 ON_CDN = "c"
@@ -119,6 +121,22 @@ def publish_settings(values: dict) -> None:
 	_wrote()
 
 
+def publish_failover(values: dict) -> None:
+	"""Every process follows the probe's verdict from its next call on; a field apart from the
+	settings, so a settings save can never put back a verdict it read before the probe's."""
+	redis.Redis.hset(_redis(), _key(), FAILOVER_FIELD, json.dumps(values))
+	_wrote()
+
+
+def stored_failover() -> dict | None:
+	raw = redis.Redis.hget(_redis(), _key(), FAILOVER_FIELD)
+	return _parse(raw) if raw else None
+
+
+def fill_failover(values: dict) -> None:
+	redis.Redis.hsetnx(_redis(), _key(), FAILOVER_FIELD, json.dumps(values))
+
+
 def _wrote() -> None:
 	"""This process reads its own writes at once; other processes follow on Redis's invalidation."""
 	if mirror := _mirror():
@@ -141,29 +159,43 @@ def _parse(raw: bytes) -> dict:
 
 
 @functools.lru_cache(maxsize=64)
-def _url_settings(raw: bytes, site_url: str) -> UrlSettings:
+def _url_settings(raw: bytes, failover: bytes | None, site_url: str) -> UrlSettings:
 	from memora_storage import settings
 
-	return settings.url_settings(_parse(raw), site_url)
+	return settings.url_settings(_parse(raw), site_url, cdn_down=bool(failover and _parse(failover)["down"]))
 
 
-def _on_cdn(value: bytes | None) -> bool | None:
-	return None if value is None else value[:1] == b"c"
+class Delivery(NamedTuple):
+	"""A path's delivery as the hash holds it: on the CDN or not, and the version's SHA-256."""
+
+	on_cdn: bool
+	sha256: str | None
 
 
-def lookup(paths: list[str]) -> tuple[bytes | None, list[bool | None]]:
-	"""The settings snapshot and each path's delivery (True, False, or None for no row), in one round trip."""
-	fields = [READY_FIELD, SETTINGS_FIELD, *paths]
+def _delivery(value: bytes | None) -> Delivery | None:
+	return None if value is None else Delivery(value[:1] == b"c", value[1:].decode() or None)
+
+
+def lookup(paths: list[str]) -> tuple[UrlSettings | None, list[Delivery | None]]:
+	"""The settings snapshot and each path's delivery (None for no row), in one round trip."""
+	fields = [READY_FIELD, SETTINGS_FIELD, FAILOVER_FIELD, *paths]
 	mirror = _mirror()
 	values = mirror.get(fields) if mirror else redis.Redis.hmget(_redis(), _key(), fields)
 	if values[0] is None or values[1] is None:
 		return None, []
-	return values[1], [_on_cdn(value) for value in values[2:]]
+	return url_settings_of(values[1], values[2]), [_delivery(value) for value in values[3:]]
 
 
-def url_settings_of(raw: bytes) -> UrlSettings:
+def url_settings_of(raw: bytes, failover: bytes | None = None) -> UrlSettings:
 	values = _parse(raw)
-	return _url_settings(raw, "" if values["local_domain"] else get_url())
+	return _url_settings(raw, failover, "" if values["local_domain"] else get_url())
+
+
+def resolve(path: str, url_settings: UrlSettings, state: Delivery | None) -> str:
+	"""The URL of `path` under one snapshot, given its delivery (None: no row, follow the settings)."""
+	if state is None:
+		return resolve_url(path, url_settings)
+	return resolve_url(path, url_settings, state.on_cdn, state.sha256)
 
 
 def get_content_url(path: str) -> str:
@@ -176,36 +208,32 @@ def get_content_urls(paths: list[str]) -> dict[str, str]:
 	for path in paths:
 		if not isinstance(path, str):
 			raise InvalidPathError(f"path must be text, got {type(path).__name__}")
-	raw, delivery = lookup(paths)
-	if raw is None:
+	url_settings, states = lookup(paths)
+	if url_settings is None:
 		return _from_database(paths)
-	url_settings = url_settings_of(raw)
-	return {
-		path: resolve_url(path, url_settings, on_cdn) for path, on_cdn in zip(paths, delivery, strict=True)
-	}
+	return {path: resolve(path, url_settings, state) for path, state in zip(paths, states, strict=True)}
 
 
-def states_of(paths: list[str]) -> list[bool | None]:
+def states_of(paths: list[str]) -> list[Delivery | None]:
 	"""Each path's delivery, for a render that already holds its settings snapshot."""
 	if not paths:
 		return []
-	raw, delivery = lookup(paths)
-	if raw is None:
+	url_settings, states = lookup(paths)
+	if url_settings is None:
 		return _states_from_database(paths)
-	return delivery
+	return states
 
 
 def _from_database(paths: list[str]) -> dict[str, str]:
-	from memora_storage import settings
+	from memora_storage import failover, settings
 
-	url_settings = settings.url_settings(settings.snapshot_values(frappe.db.get_singles_dict("CDN Settings")))
-	delivery = _states_from_database(paths)
-	return {
-		path: resolve_url(path, url_settings, on_cdn) for path, on_cdn in zip(paths, delivery, strict=True)
-	}
+	values = settings.snapshot_values(frappe.db.get_singles_dict("CDN Settings"))
+	url_settings = settings.url_settings(values, cdn_down=failover.stored_values()["down"])
+	states = _states_from_database(paths)
+	return {path: resolve(path, url_settings, state) for path, state in zip(paths, states, strict=True)}
 
 
-def _states_from_database(paths: list[str]) -> list[bool | None]:
+def _states_from_database(paths: list[str]) -> list[Delivery | None]:
 	from memora_storage.content_files import DOCTYPE, row_name
 
 	request_rebuild()
@@ -218,7 +246,7 @@ def _states_from_database(paths: list[str]) -> list[bool | None]:
 	found = {
 		row.path: row_state(row.sync_status, row.sha256, row.synced_sha256, row.local_status) for row in rows
 	}
-	return [None if path not in found else found[path].startswith(ON_CDN) for path in paths]
+	return [_delivery(found[path].encode()) if path in found else None for path in paths]
 
 
 def request_rebuild() -> None:
@@ -229,7 +257,7 @@ def request_rebuild() -> None:
 
 def rebuild() -> int:
 	"""Fill the hash from every Content File row; a field written meanwhile (a newer mark) is kept."""
-	from memora_storage import settings
+	from memora_storage import failover, settings
 
 	try:
 		rows = frappe.db.sql(
@@ -243,6 +271,7 @@ def rebuild() -> int:
 			SETTINGS_FIELD,
 			json.dumps(settings.snapshot_values(frappe.db.get_singles_dict("CDN Settings"))),
 		)
+		pipe.hsetnx(_key(), FAILOVER_FIELD, json.dumps(failover.stored_values()))
 		pipe.hset(_key(), READY_FIELD, 1)
 		pipe.execute()
 	finally:

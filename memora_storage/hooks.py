@@ -40,6 +40,11 @@ ignore_links_on_delete = ["Content File"]
 # both health entries queue the scan on the long queue under one job id, so scans never overlap.
 scheduler_events = {
 	"cron": {
+		# Seconds in the sixth field: queued at every scheduler tick (60 s unless scheduler_tick_interval in
+		# common_site_config.json is lower); the job itself keeps CDN Settings' probe interval.
+		"* * * * * */5": [
+			"memora_storage.tasks.probe_cdn",
+		],
 		"* * * * *": [
 			"memora_storage.tasks.retry_pending_writes",
 			"memora_storage.tasks.dispatch_cdn_sync",
@@ -58,15 +63,20 @@ scheduler_events = {
 	},
 }
 
-# Health scans add about a dozen Content Health Reports a day; Log Settings deletes those past 90 days.
-default_log_clearing_doctypes = {"Content Health Report": 90}
+# Health scans add about a dozen Content Health Reports a day, probes up to 1,440 CDN Probes;
+# Log Settings deletes them past 90 and 7 days.
+default_log_clearing_doctypes = {"Content Health Report": 90, "CDN Probe": 7}
 
 # Python and Jinja callers are never rate-limited; only the HTTP endpoints in api.py are.
 jinja = {"methods": ["memora_storage.delivery.get_content_url"]}
 
 # Where each path is served from lives in Redis (delivery.py); `bench clear-cache` must not drop it.
 persistent_cache_keys = ["memora_storage:delivery*"]
-after_migrate = ["memora_storage.delivery.rebuild", "memora_storage.published_fields.after_migrate"]
+after_migrate = [
+	"memora_storage.settings.republish",
+	"memora_storage.delivery.rebuild",
+	"memora_storage.published_fields.after_migrate",
+]
 
 # Another app may change the content map: a dotted path to a function that takes the map
 # (DocType -> memora_storage.content.ContentType) and returns it.

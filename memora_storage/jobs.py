@@ -33,10 +33,11 @@ def request(kind: str, at_front: bool = False) -> bool:
 
 
 def request_drain() -> bool:
-	"""Upload and delete what is due on the CDN; a no-op while the CDN is off (rows wait as Pending)."""
+	"""Upload and delete what is due on the CDN; a no-op while delivery is local (the CDN off, in
+	fallback, or down): rows then wait as Pending and go once it serves again."""
 	from memora_storage import settings
 
-	return settings.get_settings()["enable_cdn"] and request(DRAIN)
+	return settings.url_settings().uses_cdn and request(DRAIN)
 
 
 def request_relink() -> bool:

@@ -18,6 +18,12 @@ from memora_storage.utils.resolver import UrlSettings
 from memora_storage.utils.store import ContentStore
 
 DOCTYPE = "CDN Settings"
+DEFAULT_PROBE_INTERVAL = 60  # seconds: Frappe's scheduler ticks once a minute unless told otherwise
+MIN_PROBE_INTERVAL = 5
+DEFAULT_FAILOVER_AFTER = 2  # failed probes in a row
+DEFAULT_RECOVER_AFTER = 3  # healthy probes in a row
+CACHE_CONTROL_LISTING = "public, max-age=60"  # manifests and subject files: their URLs never change
+CACHE_CONTROL_LEAF = "public, max-age=31536000, immutable"  # only under versioned URLs
 
 
 def snapshot_values(source: dict | Document) -> dict:
@@ -29,6 +35,15 @@ def snapshot_values(source: dict | Document) -> dict:
 		"local_fallback_mode": bool(cint(source.get("local_fallback_mode"))),
 		"local_domain": (source.get("local_domain") or "").strip(),
 		"min_free_disk_percent": DEFAULT_MIN_FREE_PERCENT if min_free in (None, "") else flt(min_free),
+		"auto_failover": bool(cint(source.get("auto_failover", 1))),
+		"probe_interval": max(
+			cint(source.get("probe_interval") or DEFAULT_PROBE_INTERVAL), MIN_PROBE_INTERVAL
+		),
+		"failover_after": max(cint(source.get("failover_after") or DEFAULT_FAILOVER_AFTER), 1),
+		"recover_after": max(cint(source.get("recover_after") or DEFAULT_RECOVER_AFTER), 1),
+		"version_in_urls": bool(cint(source.get("version_in_urls"))),
+		"cache_control_listing": (source.get("cache_control_listing") or "").strip() or CACHE_CONTROL_LISTING,
+		"cache_control_leaf": (source.get("cache_control_leaf") or "").strip() or CACHE_CONTROL_LEAF,
 	}
 
 
@@ -46,14 +61,29 @@ def publish(values: dict) -> None:
 	delivery.publish_settings(values)
 
 
-def url_settings(values: dict | None = None, site_url: str | None = None) -> UrlSettings:
-	"""The resolver's snapshot: one per rendered file or API call; `site_url` stands for an empty Local Domain."""
+def republish() -> None:
+	"""After a migrate: the snapshot gains the fields this version added."""
+	publish(snapshot_values(frappe.db.get_singles_dict(DOCTYPE)))
+
+
+def url_settings(
+	values: dict | None = None, site_url: str | None = None, cdn_down: bool | None = None
+) -> UrlSettings:
+	"""The resolver's snapshot: one per rendered file or API call; `site_url` stands for an empty Local
+	Domain, `cdn_down` for the probe's verdict (read when not given), which counts only while
+	automatic failover is on."""
 	values = values or get_settings()
+	if cdn_down is None:
+		from memora_storage import failover
+
+		cdn_down = failover.is_down()
 	return UrlSettings(
 		local_domain=values["local_domain"] or site_url or get_url(),
 		enable_cdn=values["enable_cdn"],
 		cdn_base_url=values["cdn_base_url"],
 		local_fallback_mode=values["local_fallback_mode"],
+		cdn_down=cdn_down and values.get("auto_failover", True),
+		version_in_urls=values.get("version_in_urls", False),
 	)
 
 

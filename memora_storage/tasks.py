@@ -4,7 +4,7 @@ scans and the disk guard."""
 import frappe
 from frappe import _
 
-from memora_storage import cdn_sync, content, content_files, disk_guard, health, jobs, settings
+from memora_storage import cdn_sync, content, content_files, disk_guard, failover, health, jobs, settings
 from memora_storage.utils import paths
 from memora_storage.utils.store import ContentStore, FileOperationError
 
@@ -74,6 +74,11 @@ def _folder_owned(path: str, ctx: content.RenderContext) -> bool:
 def drain_cdn() -> dict[str, int]:
 	"""Queued (`jobs.request_drain`): send everything due to the CDN, children first, then end."""
 	return cdn_sync.drain()
+
+
+def probe_cdn() -> str | None:
+	"""Every scheduler tick: probe the CDN through its base URL once the probe interval has passed."""
+	return failover.tick()
 
 
 def dispatch_cdn_sync() -> int:

@@ -130,3 +130,22 @@ def test_a_path_the_cdn_lacks_is_local_even_with_the_cdn_on() -> None:
 def test_a_held_path_is_local_when_the_settings_say_local() -> None:
 	off = UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN, local_fallback_mode=True)
 	assert get_content_url(PATH, off, on_cdn=True) == f"{SITE}/files/memora_content/{PATH}"
+
+
+def test_the_probes_verdict_sends_every_url_to_this_server() -> None:
+	down = UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN, cdn_down=True)
+	assert down.uses_cdn is False
+	assert down.base_url == f"{SITE}/files/memora_content"
+	assert get_content_url(PATH, down, on_cdn=True) == f"{SITE}/files/memora_content/{PATH}"
+
+
+def test_versioned_cdn_urls_carry_twelve_hex_digits_of_the_version() -> None:
+	sha = "0123456789abcdef" * 4
+	versioned = UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN, version_in_urls=True)
+	assert get_content_url(PATH, versioned, True, sha) == f"{CDN}/{PATH}?v=0123456789ab"
+	# No version known (no row), or served locally: FR-007's exact form.
+	assert get_content_url(PATH, versioned, None, None) == f"{CDN}/{PATH}"
+	assert get_content_url(PATH, versioned, False, sha) == f"{SITE}/files/memora_content/{PATH}"
+	# Off by default: the same call gives the plain URL.
+	plain = dataclasses.replace(versioned, version_in_urls=False)
+	assert get_content_url(PATH, plain, True, sha) == f"{CDN}/{PATH}"

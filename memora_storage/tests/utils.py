@@ -30,6 +30,9 @@ SETTINGS_DEFAULTS = {
 	"regenerate_missing_files": 0,
 	"health_check_start_hour": 8,
 	"health_check_end_hour": 18,
+	# Off unless a test is about it: the failover tests turn it on (test_failover.py).
+	"auto_failover": 0,
+	"version_in_urls": 0,
 }
 
 

@@ -19,11 +19,16 @@ class UrlSettings:
 	enable_cdn: bool = False
 	cdn_base_url: str = ""
 	local_fallback_mode: bool = False
+	cdn_down: bool = False  # the health probe's automatic failover (DESIGN.md, "Automatic failover")
+	version_in_urls: bool = False  # CDN URLs carry `?v=` and the version's first 12 hex digits
 
 	@property
 	def uses_cdn(self) -> bool:
-		"""CDN only when it is enabled, has a base URL, and no explicit fallback is in force."""
-		return self.enable_cdn and not self.local_fallback_mode and bool(self.cdn_base_url)
+		"""CDN only when it is enabled, has a base URL, and neither the administrator's fallback nor
+		the probe's is in force."""
+		return (
+			self.enable_cdn and not self.local_fallback_mode and not self.cdn_down and bool(self.cdn_base_url)
+		)
 
 	@property
 	def base_url(self) -> str:
@@ -35,11 +40,21 @@ class UrlSettings:
 		return self.local_domain.rstrip("/") + LOCAL_URL_PREFIX
 
 
-def get_content_url(path: str, settings: UrlSettings, on_cdn: bool | None = None) -> str:
+VERSION_DIGITS = 12
+
+
+def get_content_url(
+	path: str, settings: UrlSettings, on_cdn: bool | None = None, sha256: str | None = None
+) -> str:
 	"""`{CDN Base URL}/{path}` or `{Local Domain}/files/memora_content/{path}`, percent-encoded.
 
 	`on_cdn` False (the CDN lacks the path's current version) always gives the local URL; True or
-	None (no record of the path) give what the settings say.
+	None (no record of the path) give what the settings say. With `version_in_urls`, a CDN URL of a
+	known version (`sha256`) ends in `?v=` and its first 12 hex digits.
 	"""
-	base = settings.local_base_url if on_cdn is False else settings.base_url
-	return f"{base}/{url_path(path)}"
+	if on_cdn is False or not settings.uses_cdn:
+		return f"{settings.local_base_url}/{url_path(path)}"
+	url = f"{settings.base_url}/{url_path(path)}"
+	if settings.version_in_urls and sha256:
+		url += f"?v={sha256[:VERSION_DIGITS]}"
+	return url

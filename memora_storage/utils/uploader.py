@@ -41,30 +41,40 @@ class Uploader:
 		self.store = store
 		self.bucket = bucket
 
-	def upload(self, path: str, synced_sha256: str | None = None) -> UploadResult:
-		"""Send the current local bytes of `path` unless they are the `synced_sha256` version; raises on failure."""
+	def upload(
+		self, path: str, synced_sha256: str | None = None, cache_control: str | None = None
+	) -> UploadResult:
+		"""Send the current local bytes of `path` unless they are the `synced_sha256` version; raises on failure.
+
+		`cache_control` replaces the bucket's default Cache-Control for this object."""
 		data = self.store.read(path)
 		digest = canonical.sha256(data)
 		if digest == synced_sha256:
 			return UploadResult(path, digest, len(data), uploaded=False)
-		self.bucket.put(path, data)
+		self.bucket.put(path, data, cache_control=cache_control)
 		return UploadResult(path, digest, len(data), uploaded=True)
 
 	def upload_many(
-		self, paths: Iterable[str], synced: Mapping[str, str] | None = None, workers: int | None = None
+		self,
+		paths: Iterable[str],
+		synced: Mapping[str, str] | None = None,
+		workers: int | None = None,
+		cache_control: Mapping[str, str] | None = None,
 	) -> list[UploadResult]:
 		"""Upload `paths` concurrently; one result per distinct path, in order, a failure never stops the rest.
 
-		`synced` maps a path to the SHA-256 already on the CDN. `workers` defaults to the bucket's
-		connection pool size, which is also the most requests that can be in flight usefully.
+		`synced` maps a path to the SHA-256 already on the CDN, `cache_control` a path to its
+		Cache-Control. `workers` defaults to the bucket's connection pool size, which is also the most
+		requests that can be in flight usefully.
 		"""
 		synced = synced or {}
+		cache_control = cache_control or {}
 		unique = list(dict.fromkeys(paths))
 		workers = workers or self.bucket.config.max_pool_connections
 
 		def one(path: str) -> UploadResult:
 			try:
-				return self.upload(path, synced.get(path))
+				return self.upload(path, synced.get(path), cache_control.get(path))
 			except UPLOAD_ERRORS as e:
 				return UploadResult(path, error=e)
 

@@ -13,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from memora_storage.utils.edge_probe import CANARY_PATH
 from memora_storage.utils.paths import TEMP_PREFIX, is_content_file, resolve
 from memora_storage.utils.s3 import CdnBucket, ListedObject
 
@@ -89,6 +90,8 @@ def verify(root: str | os.PathLike, bucket: CdnBucket, prefix: str = "") -> Veri
 		hashes = {path: pool.submit(_digest_or_none, root / path, algorithm) for path in unseen}
 		same_size: list[ListedObject] = []
 		for item in bucket.list(prefix):
+			if item.path == CANARY_PATH:
+				continue  # the health probe's object, not content
 			report.remote_count += 1
 			size = unseen.pop(item.path, None)
 			if size is None:

@@ -3,6 +3,8 @@
 
 import frappe
 from frappe.model.document import Document
+from frappe.query_builder import Interval
+from frappe.query_builder.functions import Now
 
 
 class CDNProbe(Document):
@@ -22,6 +24,12 @@ class CDNProbe(Document):
 		source: DF.Literal["Probe", "Upload"]
 
 	# end: auto-generated types
+
+	@staticmethod
+	def clear_old_logs(days: int = 7) -> None:
+		"""Log Settings calls this daily: a probe a minute is 1,440 rows a day."""
+		table = frappe.qb.DocType("CDN Probe")
+		frappe.db.delete(table, filters=(table.probed_at < (Now() - Interval(days=days))))
 
 
 def on_doctype_update():

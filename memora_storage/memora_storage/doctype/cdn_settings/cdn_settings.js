@@ -70,3 +70,32 @@ function verify_cdn() {
 	// A job: its progress and the link to its report arrive through the realtime server.
 	frappe.call({ method: "memora_storage.api.verify_cdn" });
 }
+
+// The health probe's latest results, newest first (CDN Probe holds them all).
+frappe.ui.form.on("CDN Settings", {
+	refresh(frm) {
+		const probes = (frm.doc.__onload && frm.doc.__onload.probes) || [];
+		const field = frm.get_field("probe_results");
+		if (!probes.length) {
+			field.$wrapper.html(`<p class="text-muted">${__("No probe yet.")}</p>`);
+			return;
+		}
+		const rows = probes
+			.map(
+				(p) => `<tr data-outcome="${frappe.utils.escape_html(p.outcome)}">
+					<td>${frappe.datetime.str_to_user(p.probed_at)}</td>
+					<td><span class="indicator-pill ${p.outcome === "Healthy" ? "green" : "red"}">${__(
+					p.outcome
+				)}</span></td>
+					<td>${__(p.source)}</td>
+					<td>${p.latency_ms} ms</td>
+					<td>${frappe.utils.escape_html(p.error || "")}</td></tr>`
+			)
+			.join("");
+		field.$wrapper.html(`<table class="table table-bordered table-sm">
+			<thead><tr><th>${__("Probed At")}</th><th>${__("Outcome")}</th><th>${__("Source")}</th><th>${__(
+			"Latency"
+		)}</th><th>${__("Error")}</th></tr></thead><tbody>${rows}</tbody></table>
+			<a href="/app/cdn-probe">${__("All probes")}</a>`);
+	},
+});

@@ -7,7 +7,8 @@ import frappe
 from frappe import _
 from frappe.model.document import Document
 
-from memora_storage import jobs, settings
+from memora_storage import failover, jobs, settings
+from memora_storage.utils.resolver import UrlSettings
 
 
 class CDNSettings(Document):
@@ -54,6 +55,14 @@ class CDNSettings(Document):
 		response that carries the saved form back."""
 		return _base_url(self)
 
+	@property
+	def delivery_status(self) -> str:
+		"""Where URLs point and who decided: the administrator's settings or the health probe."""
+		return failover.describe(settings.snapshot_values(self))
+
+	def onload(self):
+		self.set_onload("probes", failover.latest_probes())
+
 	def validate(self):
 		for fieldname in ("cdn_base_url", "local_domain", "endpoint_url"):
 			self.set(fieldname, (self.get(fieldname) or "").strip().rstrip("/"))
@@ -75,6 +84,17 @@ class CDNSettings(Document):
 				)
 		if self.min_free_disk_percent is not None and not 0 <= self.min_free_disk_percent < 100:
 			frappe.throw(_("Minimum Free Disk (%) must be between 0 and 100."))
+		if self.probe_interval and self.probe_interval < settings.MIN_PROBE_INTERVAL:
+			frappe.throw(
+				_("Probe Every (Seconds) must be at least {0}.").format(settings.MIN_PROBE_INTERVAL),
+				title=_("Probe interval too short"),
+			)
+		for fieldname in ("failover_after", "recover_after"):
+			if self.get(fieldname) is not None and self.get(fieldname) < 1:
+				frappe.throw(
+					_("{0} must be at least 1.").format(_(self.meta.get_label(fieldname))),
+					title=_("Invalid threshold"),
+				)
 		for fieldname in ("health_check_start_hour", "health_check_end_hour"):
 			if not 0 <= (self.get(fieldname) or 0) <= 23:
 				frappe.throw(
@@ -90,13 +110,33 @@ class CDNSettings(Document):
 		if self.enable_cdn and not (before and before.enable_cdn):
 			# Rows that waited while the CDN was off are sent now, not at the next dispatcher tick.
 			frappe.db.after_commit.add(jobs.request_drain)
-		if before and _base_url(before) != _base_url(self):
-			# Links inside written files follow the resolver, so they must be re-rendered (DESIGN.md).
+		if before and _judged_cdn(before) != _judged_cdn(self):
+			# A verdict on another CDN, or on one no longer probed, says nothing of this one.
+			failover.reset(_("CDN Settings changed: {0}").format(frappe.session.user))
+		if before and _links(before) != _links(self):
+			# Links inside written files follow the resolver, so they must be re-linked (DESIGN.md).
 			frappe.db.after_commit.add(jobs.request_relink)
 
 
 def _base_url(doc: Document) -> str:
 	return settings.url_settings(settings.snapshot_values(doc)).base_url
+
+
+def _links(doc: Document) -> UrlSettings:
+	"""What the links inside files depend on, the probe's verdict aside (it is the same before and after)."""
+	return settings.url_settings(settings.snapshot_values(doc), cdn_down=False)
+
+
+def _judged_cdn(doc: Document) -> tuple:
+	"""What the probes judge: the edge they fetch from and the bucket uploads go to."""
+	values = settings.snapshot_values(doc)
+	return (
+		values["enable_cdn"],
+		values["cdn_base_url"],
+		values["auto_failover"],
+		doc.endpoint_url or "",
+		doc.bucket or "",
+	)
 
 
 def validate_http_url(url: str, label: str) -> None:
