@@ -127,7 +127,7 @@ def rollback(path: str) -> dict:
 def rebuild_all() -> None:
 	"""Queue a re-render of every content file (e.g. after restoring a backup); the user sees its progress."""
 	frappe.only_for("System Manager")
-	frappe.db.after_commit.add(jobs.request_relink)
+	frappe.db.after_commit.add(jobs.request_rebuild)
 	frappe.msgprint(_("All content files are being rebuilt in the background."), alert=True)
 
 

@@ -447,9 +447,9 @@ def write_all(doctypes: Iterable[str] | None = None, batch_size: int = 500) -> d
 		for doctype, doctype_names in names.items():
 			for start in range(0, len(doctype_names), batch_size):
 				if not ctx.is_current():
-					# A save changed where URLs point: the relink it asked for renders everything anew,
-					# so finishing this one would only make the uploads wait longer.
-					jobs.request_relink()
+					# A save changed where URLs point: a rebuild from the start renders everything with
+					# the new settings, so finishing this one would only make the uploads wait longer.
+					jobs.request_rebuild()
 					task.done(
 						_("Stopped: the settings changed, and a new rebuild follows."), indicator="orange"
 					)

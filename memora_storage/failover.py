@@ -28,7 +28,7 @@ PROBE = "CDN Probe"
 HEALTHY = "Healthy"
 DOWN = "Down"
 PROBE_SLOT = "memora_storage:probe-slot"  # held for one interval by the process that probes
-SLOT_SLACK_MS = 2000  # a scheduler tick a little early still finds the slot free
+SLOT_SHARE = 0.9  # of the interval: a scheduler tick a little early still finds the slot free
 # The upload failures that say the bucket cannot be reached, as a failed probe of the edge does.
 CONNECTIVITY = (CdnErrorKind.UNREACHABLE, CdnErrorKind.TIMEOUT)
 
@@ -53,7 +53,8 @@ def tick() -> str | None:
 	values = settings.get_settings()
 	if not (values["enable_cdn"] and values["cdn_base_url"]):
 		return None
-	slot_ms = max(values.get("probe_interval", settings.DEFAULT_PROBE_INTERVAL) * 1000 - SLOT_SLACK_MS, 1000)
+	interval_ms = values.get("probe_interval", settings.DEFAULT_PROBE_INTERVAL) * 1000
+	slot_ms = int(interval_ms * SLOT_SHARE)
 	if not redis.Redis.set(frappe.cache, frappe.cache.make_key(PROBE_SLOT), 1, nx=True, px=slot_ms):
 		return None
 	return probe()
@@ -134,6 +135,13 @@ def record(
 	}
 	if changed:
 		update["changed_at"] = now
+	if changed == HEALTHY:
+		# What waited for the CDN is due now, with a fresh schedule: waiting was never failing.
+		frappe.db.sql(
+			"""update `tabContent File` set attempts=0, first_failure_at=null, next_attempt_at=%s
+			where sync_status='Pending'""",
+			now,
+		)
 	frappe.db.set_single_value(HEALTH, update)
 	frappe.db.commit()
 	if changed:

@@ -12,7 +12,12 @@ import redis
 
 DRAIN = "drain"
 RELINK = "relink"
-_METHODS = {DRAIN: "memora_storage.tasks.drain_cdn", RELINK: "memora_storage.tasks.relink_all"}
+REBUILD = "rebuild"
+_METHODS = {
+	DRAIN: "memora_storage.tasks.drain_cdn",
+	RELINK: "memora_storage.tasks.relink_all",
+	REBUILD: "memora_storage.tasks.rebuild_all",
+}
 REQUEST_TTL = 120  # seconds: longer than a job waits in a healthy queue
 
 
@@ -41,8 +46,13 @@ def request_drain() -> bool:
 
 
 def request_relink() -> bool:
-	"""Re-link every file as the settings now say; ahead of an upload backlog in the queue."""
+	"""Re-link every file as the settings and the probe now say; ahead of an upload backlog in the queue."""
 	return request(RELINK, at_front=True)
+
+
+def request_rebuild() -> bool:
+	"""Render every file again from the database (what files publish changed, Rebuild All)."""
+	return request(REBUILD)
 
 
 def started(kind: str) -> None:

@@ -129,7 +129,7 @@ def refresh() -> list[str]:
 	"""Store the current signatures; the mapped DocTypes whose published fields changed since the last call.
 
 	Their cached metas are cleared too: another process may have cached a meta read just before the
-	change committed, and the relink must render with the new one.
+	change committed, and the rebuild must render with the new one.
 	"""
 	current = signatures()
 	stored = stored_signatures()
@@ -142,18 +142,18 @@ def refresh() -> list[str]:
 
 
 def check() -> list[str]:
-	"""Hourly, and after a meta change commits: queue the relink if what is published changed."""
+	"""Hourly, and after a meta change commits: queue a rebuild if what is published changed."""
 	changed = refresh()
 	if changed:
-		jobs.request_relink()
+		jobs.request_rebuild()
 	frappe.db.commit()
 	return changed
 
 
 def after_migrate() -> None:
-	"""A migrate may change DocTypes, customisations or the content map: relink once it commits."""
+	"""A migrate may change DocTypes, customisations or the content map: rebuild once it commits."""
 	if refresh():
-		frappe.db.after_commit.add(jobs.request_relink)
+		frappe.db.after_commit.add(jobs.request_rebuild)
 
 
 def _watched() -> set[str]:

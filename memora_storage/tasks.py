@@ -4,7 +4,17 @@ scans and the disk guard."""
 import frappe
 from frappe import _
 
-from memora_storage import cdn_sync, content, content_files, disk_guard, failover, health, jobs, settings
+from memora_storage import (
+	cdn_sync,
+	content,
+	content_files,
+	disk_guard,
+	failover,
+	health,
+	jobs,
+	relink,
+	settings,
+)
 from memora_storage.utils import paths
 from memora_storage.utils.store import ContentStore, FileOperationError
 
@@ -21,9 +31,14 @@ def _enqueue_long_once(method: str, key: str, **kwargs) -> None:
 
 
 def relink_all() -> dict[str, int]:
-	"""Queued (`jobs.request_relink`): re-render every content file so its links follow the settings
-	as they are when the job starts; a save during the run queues the next run."""
-	jobs.started(jobs.RELINK)
+	"""Queued (`jobs.request_relink`): rewrite every link in every file as the settings and the probe
+	say when the job starts, without a render; a change during the run queues the next run."""
+	return relink.relink()
+
+
+def rebuild_all() -> dict[str, int]:
+	"""Queued (`jobs.request_rebuild`): render every content file again from the database."""
+	jobs.started(jobs.REBUILD)
 	return content.write_all()
 
 

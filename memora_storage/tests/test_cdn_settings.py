@@ -121,15 +121,15 @@ class TestCDNSettings(ContentTestCase):
 		import dataclasses
 		from unittest.mock import patch
 
-		from memora_storage import content
+		from memora_storage import relink
 
 		_plan, _subject, _units = self.make_tree()
-		older = dataclasses.replace(settings.url_settings(), local_domain="http://older.example")
-		stale = content.RenderContext(content.get_content_map(), older)
+		current = settings.url_settings()
+		older = dataclasses.replace(current, local_domain="http://older.example")
 		jobs.started(jobs.RELINK)
-		with patch.object(content, "new_context", return_value=stale):
+		with patch.object(relink.settings, "url_settings", side_effect=[older, current, current]):
 			counts = relink_all()
-		self.assertEqual(counts, {"written": 0, "failed": 0})
+		self.assertEqual((counts["rewritten"], counts["failed"]), (0, 0))
 		self.assertTrue(jobs.is_requested(jobs.RELINK))
 
 

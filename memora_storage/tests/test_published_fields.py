@@ -15,7 +15,7 @@ import requests
 from frappe.custom.doctype.custom_field.custom_field import create_custom_fields
 
 from memora_storage import content, jobs, published_fields, settings
-from memora_storage.tasks import relink_all
+from memora_storage.tasks import rebuild_all
 from memora_storage.tests.utils import ContentTestCase, set_cdn_settings, start_dev_server
 
 STEP_DOCTYPE = "Memora Test Unit Step"
@@ -163,11 +163,11 @@ class TestPublishedFields(ContentTestCase):
 		subject_file = self.served(f"plans/plan-{self.tag}/subjects/{unit.subject}.json")
 		self.assertNotIn(f"ANSWER-{self.tag}".encode(), subject_file)
 
-	def test_hiding_a_field_in_customize_form_relinks_every_file(self):
+	def test_hiding_a_field_in_customize_form_rebuilds_every_file(self):
 		unit = self.make_unit()
 		path = f"units/{unit.name}.json"
 		self.assertIn(f"HINT-{self.tag}".encode(), self.served(path))
-		jobs.started(jobs.RELINK)
+		jobs.started(jobs.REBUILD)
 		# What Customize Form saves when "Hidden" is ticked on a standard field.
 		frappe.make_property_setter(
 			{
@@ -181,12 +181,12 @@ class TestPublishedFields(ContentTestCase):
 			is_system_generated=False,
 		)
 		self.addCleanup(self._unhide_hint)
-		self.assertFalse(jobs.is_requested(jobs.RELINK))  # not before the commit
+		self.assertFalse(jobs.is_requested(jobs.REBUILD))  # not before the commit
 		frappe.db.commit()
-		self.assertTrue(jobs.is_requested(jobs.RELINK))
-		self.assertIn(f"HINT-{self.tag}".encode(), self.served(path))  # until the relink runs
+		self.assertTrue(jobs.is_requested(jobs.REBUILD))
+		self.assertIn(f"HINT-{self.tag}".encode(), self.served(path))  # until the rebuild runs
 
-		relink_all()
+		rebuild_all()
 		data = self.served(path)
 		self.assertNotIn(f"HINT-{self.tag}".encode(), data)
 		self.assertNotIn("hint", json.loads(data))
@@ -214,24 +214,24 @@ class TestPublishedFields(ContentTestCase):
 		)
 		frappe.db.commit()
 		self.addCleanup(self._unhide_hint)
-		jobs.started(jobs.RELINK)
+		jobs.started(jobs.REBUILD)
 		frappe.db.delete("Property Setter", {"doc_type": "Unit", "field_name": "hint"})
 		frappe.db.commit()
-		self.assertFalse(jobs.is_requested(jobs.RELINK))
+		self.assertFalse(jobs.is_requested(jobs.REBUILD))
 		self.assertEqual(published_fields.check(), ["Unit"])
-		self.assertTrue(jobs.is_requested(jobs.RELINK))
+		self.assertTrue(jobs.is_requested(jobs.REBUILD))
 
-	def test_a_migrate_with_changed_fields_relinks_after_its_commit(self):
+	def test_a_migrate_with_changed_fields_rebuilds_after_its_commit(self):
 		frappe.db.set_global(published_fields.SIGNATURES_KEY, json.dumps({"Unit": "before"}))
-		jobs.started(jobs.RELINK)
+		jobs.started(jobs.REBUILD)
 		published_fields.after_migrate()
-		self.assertFalse(jobs.is_requested(jobs.RELINK))
+		self.assertFalse(jobs.is_requested(jobs.REBUILD))
 		frappe.db.commit()
-		self.assertTrue(jobs.is_requested(jobs.RELINK))
+		self.assertTrue(jobs.is_requested(jobs.REBUILD))
 		self.assertEqual(published_fields.stored_signatures(), published_fields.signatures())
 
 	def test_meta_changes_of_other_doctypes_queue_nothing(self):
-		jobs.started(jobs.RELINK)
+		jobs.started(jobs.REBUILD)
 		frappe.make_property_setter(
 			{
 				"doctype": "ToDo",
@@ -245,7 +245,7 @@ class TestPublishedFields(ContentTestCase):
 		frappe.db.commit()
 		frappe.delete_doc("Property Setter", "ToDo-description-bold")
 		frappe.db.commit()
-		self.assertFalse(jobs.is_requested(jobs.RELINK))
+		self.assertFalse(jobs.is_requested(jobs.REBUILD))
 
 	def test_a_map_naming_fields_publishes_exactly_those(self):
 		"""An app's `memora_content_map` may name the fields, Frappe's own too; a Password never."""

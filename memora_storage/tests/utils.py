@@ -66,12 +66,49 @@ def start_worker() -> subprocess.Popen:
 		for job in queue.jobs:
 			if job.kwargs.get("site") == frappe.local.site:
 				job.delete()
-	for kind in (jobs.DRAIN, jobs.RELINK):  # their jobs are gone: let the next request queue one
+	for kind in (
+		jobs.DRAIN,
+		jobs.RELINK,
+		jobs.REBUILD,
+	):  # their jobs are gone: let the next request queue one
 		jobs.started(kind)
 	return subprocess.Popen(
 		[sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "worker"],
 		cwd=os.path.abspath(frappe.local.sites_path),
 		# The queue this site enqueues to, which its site_config may set apart from the bench's.
+		env={**os.environ, "FRAPPE_REDIS_QUEUE": frappe.conf.redis_queue},
+		stdout=subprocess.DEVNULL,
+		stderr=subprocess.DEVNULL,
+	)
+
+
+# Frappe's scheduler loop (frappe.utils.scheduler.enqueue_events) for this app's Scheduled Job Types: their
+# own due check and enqueue, at a tick of seconds instead of scheduler_tick_interval's minute.
+_SCHEDULER = """
+import sys, time
+import frappe
+site, tick = sys.argv[1], float(sys.argv[2])
+while True:
+	frappe.init(site=site)
+	frappe.connect()
+	try:
+		for job in frappe.get_all(
+			"Scheduled Job Type", filters={"stopped": 0, "method": ["like", "memora_storage.%"]}, fields="*"
+		):
+			frappe.get_doc(doctype="Scheduled Job Type", **job).enqueue()
+		frappe.db.commit()
+	finally:
+		frappe.destroy()
+	time.sleep(tick)
+"""
+
+
+def start_scheduler(tick: float = 1.0) -> subprocess.Popen:
+	"""A scheduler process queueing this app's scheduled jobs for this site every `tick` seconds, as
+	`bench schedule` does with scheduler_tick_interval set to it; the probe's cron has a seconds field."""
+	return subprocess.Popen(
+		[sys.executable, "-c", _SCHEDULER, frappe.local.site, str(tick)],
+		cwd=os.path.abspath(frappe.local.sites_path),
 		env={**os.environ, "FRAPPE_REDIS_QUEUE": frappe.conf.redis_queue},
 		stdout=subprocess.DEVNULL,
 		stderr=subprocess.DEVNULL,

@@ -7,7 +7,7 @@ import frappe
 from frappe import _
 from frappe.model.document import Document
 
-from memora_storage import failover, jobs, settings
+from memora_storage import failover, jobs, relink, settings
 from memora_storage.utils.resolver import UrlSettings
 
 
@@ -114,7 +114,10 @@ class CDNSettings(Document):
 			# A verdict on another CDN, or on one no longer probed, says nothing of this one.
 			failover.reset(_("CDN Settings changed: {0}").format(frappe.session.user))
 		if before and _links(before) != _links(self):
-			# Links inside written files follow the resolver, so they must be re-linked (DESIGN.md).
+			# Links inside written files follow the resolver, so they must be re-linked (DESIGN.md);
+			# the relink must know the bases they carry now to find them.
+			old = _links(before)
+			relink.remember_bases(more=[old.local_base_url, old.cdn_base_url.rstrip("/")])
 			frappe.db.after_commit.add(jobs.request_relink)
 
 
