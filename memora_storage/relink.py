@@ -50,7 +50,7 @@ def relink() -> dict[str, int]:
 	"""
 	jobs.started(jobs.RELINK)
 	snapshot = settings.url_settings()
-	bases = remember_bases(snapshot)
+	bases = links.Bases(remember_bases(snapshot))
 	rows = frappe.db.sql(
 		"""select name, path, parent_path, sha256, synced_sha256 from `tabContent File`
 		where local_status = 'Written'""",
@@ -114,7 +114,7 @@ def _levels(listed: dict[str, list[str]], by_path: dict) -> list[list[str]]:
 def _relink_batch(
 	batch: list[str],
 	snapshot: UrlSettings,
-	bases: tuple[str, ...],
+	bases: links.Bases,
 	by_path: dict,
 	states: dict[str, delivery.Delivery | None],
 	counts: dict[str, int],

@@ -11,6 +11,7 @@ A per-path `filelock.FileLock` (flock, honoured by NFSv4) on a file in `lock_dir
 across processes and hosts.
 """
 
+import ctypes
 import errno
 import hashlib
 import os
@@ -19,8 +20,8 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +93,19 @@ class WriteResult:
 	sha256: str
 	size: int
 	changed: bool
+
+
+@dataclass(frozen=True)
+class RewriteResult:
+	"""One file of `rewrite_many`: its version before and after, or why it was left alone."""
+
+	path: str
+	old_sha256: str | None = None
+	sha256: str | None = None
+	size: int = 0
+	changed: bool = False
+	missing: bool = False
+	error: "FileOperationError | None" = None
 
 
 @dataclass
@@ -183,6 +197,79 @@ class ContentStore:
 			if folder is not None:
 				os.close(folder)
 		return True
+
+	def rewrite_many(
+		self,
+		paths: Iterable[str],
+		transform: Callable[[str, bytes], bytes | None],
+		before_commit: Callable[[list["RewriteResult"]], None] | None = None,
+	) -> list["RewriteResult"]:
+		"""Replace each file by `transform(path, its bytes)` (None keeps it), as one batch whose
+		durability work is shared: one filesystem sync for all new bytes, one fsync per folder.
+
+		Every path's writer lock is held from before its bytes are read until its folder is synced,
+		so no write in between is lost; locks are taken in sorted order. `before_commit` sees the
+		changed files after their new bytes are durable and before any replaces its file.
+
+		Crash safety, as `write`: each new file's bytes are on disk (syncfs of the private root's
+		filesystem, which holds every temp file) before any rename, and each rename is atomic, so
+		after a crash at any point every file holds its old or its new bytes, whole; `.prev` is
+		replaced by a rename as in `_commit`. The folders are fsynced before this returns and before
+		the old `.prev`s are freed, so the batch is durable when it returns. Keep batches well under
+		the open-files limit: each path holds a lock file open.
+		"""
+		results: dict[str, RewriteResult] = {}
+		pending: list[tuple[str, int, str, str, _Digest, str]] = []
+		folders: dict[str, int] = {}
+		with ExitStack() as stack:
+			for path in sorted(set(paths)):
+				try:
+					validate_relpath(path)
+					stack.enter_context(self.lock(path))
+					folder_key = path.rpartition("/")[0]
+					if folder_key not in folders:
+						folder = self._open_folder(path)
+						if folder is not None:
+							folders[folder_key] = folder
+							stack.callback(os.close, folder)
+					folder = folders.get(folder_key)
+					name = path.rpartition("/")[2]
+					if folder is None or self._current(folder, name, path) is None:
+						results[path] = RewriteResult(path, missing=True)
+						continue
+					data = _read_at(folder, name)
+					old = canonical.sha256(data)
+					new = transform(path, data)
+					if new is None or new == data:
+						results[path] = RewriteResult(path, old, old, len(data))
+						continue
+					digest = _Digest(new)
+					disk.ensure_space(self.root, self.min_free_percent, needed=len(new))
+					tmp = self._write_temp(new, digest, sync=False)
+					stack.callback(_unlink_quietly, tmp)  # gone once renamed; a leftover is removed
+					pending.append((path, folder, name, tmp, digest, old))
+					results[path] = RewriteResult(path, old, digest.result(), len(new), changed=True)
+				except (OSError, InvalidPathError, ValueError) as e:
+					error = e if isinstance(e, FileOperationError) else FileOperationError("write", path, e)
+					results[path] = RewriteResult(path, error=error)
+			if pending:
+				_sync_filesystem(self._tmp_dir)
+				if before_commit:
+					before_commit([results[path] for path, *_ in pending])
+				synced, olders = set(), []
+				for path, folder, name, tmp, _digest, old in pending:
+					try:
+						olders.append(self._commit(folder, name, path, tmp, keep=True, sync=False))
+						synced.add(folder)
+					except OSError as e:
+						results[path] = RewriteResult(
+							path, old, error=FileOperationError("write", path, self._explain(e))
+						)
+				for folder in synced:
+					os.fsync(folder)
+				for older in olders:
+					_unlink_quietly(older)
+		return [results[path] for path in sorted(results)]
 
 	def read(self, path: str) -> bytes:
 		"""The bytes of the file at `path`."""
@@ -387,8 +474,9 @@ class ContentStore:
 		# distinct across processes and hosts sharing the private root.
 		return f"{self._tmp_dir}/{random.getrandbits(64):016x}{TEMP_SUFFIX}"
 
-	def _write_temp(self, data: bytes, digest: "_Digest") -> str:
-		"""Write `data` to a fresh file under the private root and fsync it; the caller renames it."""
+	def _write_temp(self, data: bytes, digest: "_Digest", sync: bool = True) -> str:
+		"""Write `data` to a fresh file under the private root and fsync it (unless the caller syncs a
+		batch at once); the caller renames it."""
 		tmp = self._temp_path()
 		flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 		try:
@@ -400,7 +488,8 @@ class ContentStore:
 			os.fchmod(fd, FILE_MODE)  # whatever the umask: it is readable the moment it lands in public
 			_write_all(fd, data)
 			digest.start()  # the fsync below mostly waits for the disk: hash meanwhile
-			os.fsync(fd)
+			if sync:
+				os.fsync(fd)
 		except BaseException:
 			os.close(fd)
 			_unlink_quietly(tmp)
@@ -408,7 +497,9 @@ class ContentStore:
 		os.close(fd)
 		return tmp
 
-	def _commit(self, folder: int, name: str, path: str, new: str, keep: bool) -> None:
+	def _commit(
+		self, folder: int, name: str, path: str, new: str, keep: bool, sync: bool = True
+	) -> str | None:
 		"""Rename the fsynced file `new` over `name` in `folder`, the current version kept as `.prev` first.
 
 		Order: the old `.prev` gets a second name under `tmp/`, the current file is hard-linked under `tmp/`
@@ -429,6 +520,9 @@ class ContentStore:
 		each link and rename before it answers. On other filesystems (btrfs logs per inode) a power cut soon
 		after a write may leave `.prev` one version older, never torn: it is always a whole, fsynced earlier
 		version. Names a crash leaves under `tmp/` are stale files that `tidy` deletes.
+
+		With `sync` False the caller fsyncs the folder (once for a batch) and then deletes the old
+		`.prev`'s second name, returned here.
 		"""
 		prev = self._prev(path)
 		older = None
@@ -448,8 +542,11 @@ class ContentStore:
 				else:
 					_rename_quietly(older, prev)
 			raise
+		if not sync:
+			return older
 		os.fsync(folder)
 		_unlink_quietly(older)  # after the fsync: freeing its blocks is not the commit's business
+		return None
 
 	def _link_aside(self, file: str) -> str | None:
 		"""A second name under `tmp/` for `file`, or None when there is no such file."""
@@ -538,6 +635,24 @@ def _same_bytes(folder: int, name: str, data: bytes) -> bool:
 		return True
 	except OSError:
 		return False
+	finally:
+		os.close(fd)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _sync_filesystem(folder: str) -> None:
+	"""Make every file written so far on `folder`'s filesystem durable: syncfs(2), else sync(2)."""
+	syncfs = getattr(_libc, "syncfs", None)
+	if syncfs is None:
+		os.sync()
+		return
+	fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+	try:
+		if syncfs(fd) != 0:
+			err = ctypes.get_errno()
+			raise OSError(err, os.strerror(err))
 	finally:
 		os.close(fd)
 
