@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from s3_helpers import free_port
 
-from memora_storage.utils import edge_probe
+from memora_storage.utils import edge_probe, verify
 
 
 class Edge(http.server.ThreadingHTTPServer):
@@ -90,3 +90,17 @@ def test_an_edge_slower_than_the_timeout_fails(edge: Edge) -> None:
 	assert not result.ok
 	assert "within 0.3 s" in result.error
 	assert result.latency_ms < 1400
+
+
+def test_the_canary_lands_under_the_key_prefix_and_verification_leaves_it_out(
+	cdn, bucket_name, content_store
+) -> None:
+	cdn.put_canary(edge_probe.CANARY_PATH, edge_probe.CANARY_BYTES, edge_probe.CANARY_CACHE_CONTROL)
+	stored = cdn.client.get_object(Bucket=bucket_name, Key=cdn.key("x")[:-1] + edge_probe.CANARY_PATH)
+	assert stored["Body"].read() == edge_probe.CANARY_BYTES
+	assert stored["CacheControl"] == "no-store"
+	assert edge_probe.CANARY_PATH in {item.path for item in cdn.list()}
+	report = verify.verify(content_store.root, cdn)
+	assert (report.extra, report.remote_count) == ([], 0)
+	with pytest.raises(ValueError):
+		cdn.put_canary("units/x.json", b"{}", "no-store")

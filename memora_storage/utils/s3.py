@@ -269,6 +269,23 @@ class CdnBucket:
 			path,
 		)
 
+	def put_canary(self, name: str, data: bytes, cache_control: str) -> None:
+		"""Upload the health probe's object `name` (a dot name, which no content path can be) under the
+		key prefix, where the CDN Base URL serves it."""
+		if not name.startswith(".") or "/" in name:
+			raise ValueError(f"a canary name is one dot name, got {name!r}")
+		self._call(
+			"canary upload",
+			None,
+			self.client.put_object,
+			Bucket=self.config.bucket,
+			Key=self._prefix + name,
+			Body=data,
+			ContentMD5=base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii"),
+			ContentType=CONTENT_TYPE,
+			CacheControl=cache_control,
+		)
+
 	def _saw_etag(self, is_md5: bool) -> None:
 		"""Once one object's ETag was not its MD5, the store is taken for one that does that."""
 		if self.etag_is_md5_seen is not False:
