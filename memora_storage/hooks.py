@@ -72,6 +72,7 @@ jinja = {"methods": ["memora_storage.delivery.get_content_url"]}
 
 # Where each path is served from lives in Redis (delivery.py); `bench clear-cache` must not drop it.
 persistent_cache_keys = ["memora_storage:delivery*"]
+after_install = ["memora_storage.delivery.ensure_ready"]
 after_migrate = [
 	"memora_storage.settings.republish",
 	"memora_storage.delivery.rebuild",
