@@ -35,7 +35,7 @@ CONNECTIVITY = (CdnErrorKind.UNREACHABLE, CdnErrorKind.TIMEOUT)
 
 def stored_values() -> dict:
 	"""The probe's verdict as the database holds it: the copy every process reads lives in Redis."""
-	health = frappe.db.get_singles_dict(HEALTH)
+	health = frappe.db.get_singles_dict(HEALTH, cast=True)
 	return {"down": health.get("state") == DOWN, "since": str(health.get("changed_at") or "")}
 
 
@@ -103,7 +103,7 @@ def record(
 	frappe.db.commit()  # what follows reads committed state, never an old snapshot of the caller's
 	frappe.db.sql("select name from `tabDocType` where name=%s for update", HEALTH)
 	values = settings.get_settings()
-	health = frappe.db.get_singles_dict(HEALTH)
+	health = frappe.db.get_singles_dict(HEALTH, cast=True)
 	now = now_datetime()
 	frappe.get_doc(
 		{
@@ -204,7 +204,7 @@ def _announce(changed: str, before: dict, values: dict, error: str) -> None:
 
 def describe(values: dict) -> str:
 	"""Where URLs point now and who decided, for CDN Settings' read-only Delivery Now."""
-	health = frappe.db.get_singles_dict(HEALTH)
+	health = frappe.db.get_singles_dict(HEALTH, cast=True)
 	failing = health.get("failed_probes") or 0
 	if not values["enable_cdn"]:
 		return _("This server: Enable CDN is off (administrator).")
