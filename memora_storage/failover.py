@@ -154,7 +154,7 @@ def reset(reason: str) -> None:
 	"""Forget the verdict (automatic failover turned off, the CDN or its URL changed): the CDN is
 	judged afresh from the next probe on, and URLs follow the settings alone at once."""
 	frappe.db.sql("select name from `tabDocType` where name=%s for update", HEALTH)
-	was_down = frappe.db.get_single_value(HEALTH, "state") == DOWN
+	was_down = frappe.db.get_single_value(HEALTH, "state", cache=False) == DOWN
 	now = now_datetime()
 	frappe.db.set_single_value(
 		HEALTH,

@@ -75,7 +75,7 @@ class TestFailover(PublishingTestCase):
 
 	def state(self) -> str:
 		frappe.db.rollback()
-		return frappe.db.get_single_value("CDN Health", "state")
+		return frappe.db.get_single_value("CDN Health", "state", cache=False)
 
 	def wait_state(self, state: str, timeout: float) -> None:
 		deadline = time.monotonic() + timeout
