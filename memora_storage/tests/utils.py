@@ -209,8 +209,23 @@ def set_cdn_settings(**values) -> None:
 	frappe.db.commit()
 
 
+MAIL_MANAGER = "memora-manager@example.com"
+
+
 def ensure_outgoing_email_account() -> None:
-	"""Alerts queue an email; the queue needs a default outgoing account (nothing is sent in tests)."""
+	"""Alerts queue an email; the queue needs a default outgoing account (nothing is sent in tests)
+	and a System Manager who takes email (Frappe unsubscribes admin@example.com on install)."""
+	if not frappe.db.exists("User", MAIL_MANAGER):
+		user = frappe.get_doc(
+			{
+				"doctype": "User",
+				"email": MAIL_MANAGER,
+				"first_name": "Memora Manager",
+				"send_welcome_email": 0,
+			}
+		).insert(ignore_permissions=True)
+		user.add_roles("System Manager")
+		frappe.db.commit()
 	if frappe.db.exists("Email Account", {"default_outgoing": 1, "enable_outgoing": 1}):
 		return
 	frappe.get_doc(
