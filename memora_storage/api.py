@@ -183,7 +183,13 @@ def test_connection() -> dict:
 		"ok": result.ok,
 		"message": result.message,
 		"steps": [
-			{"name": step.name, "ok": step.ok, "seconds": round(step.seconds, 3), "message": step.message}
+			{
+				"name": step.name,
+				"ok": step.ok,
+				"warning": step.warning,
+				"seconds": round(step.seconds, 3),
+				"message": step.message,
+			}
 			for step in result.steps
 		],
 	}

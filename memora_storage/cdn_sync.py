@@ -591,9 +591,15 @@ def test_connection() -> ProbeResult:
 	bucket = get_bucket(require_enabled=False)
 	if not bucket:
 		frappe.throw(_("Set at least the Bucket in CDN Settings and save before testing the connection."))
-	result = bucket.probe()
+	origins = cors_origins(frappe.db.get_single_value("CDN Settings", "cors_allowed_origins"))
+	result = bucket.probe(cors_origins=origins)
 	remember_etag_behaviour(bucket)
 	return result
+
+
+def cors_origins(value: str | None) -> list[str]:
+	"""CDN Settings' CORS Allowed Origins, one per line; `*` when left empty."""
+	return [line.strip().rstrip("/") for line in (value or "*").splitlines() if line.strip()] or ["*"]
 
 
 def waiting_card() -> dict:

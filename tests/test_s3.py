@@ -7,7 +7,7 @@ import pytest
 from conftest import ACCESS_KEY, SECRET_KEY, make_config, raw_client
 from s3_helpers import FaultProxy, MotoServer, free_port
 
-from memora_storage.utils import canonical
+from memora_storage.utils import canonical, s3
 from memora_storage.utils.paths import InvalidPathError
 from memora_storage.utils.s3 import (
 	CONTENT_TYPE,
@@ -286,3 +286,45 @@ def test_delete_many_removes_each_object_in_one_request(cdn: CdnBucket, moto_ser
 	assert results == dict.fromkeys([*paths, "units/never-there.json"])
 	assert moto_server.logged_requests() - before == {"POST": 1}
 	assert [obj.path for obj in cdn.list()] == ["units/kept.json"]
+
+
+# --- CORS ----------------------------------------------------------------------------------------------
+
+
+def test_cors_rule_is_applied_idempotently_and_keeps_other_rules(cdn: CdnBucket) -> None:
+	foreign = {"ID": "other-app", "AllowedMethods": ["PUT"], "AllowedOrigins": ["https://admin.example"]}
+	cdn.client.put_bucket_cors(Bucket=cdn.config.bucket, CORSConfiguration={"CORSRules": [foreign]})
+	assert cdn.cors_missing(["https://app.example"]) == ["https://app.example"]
+	cdn.apply_cors(["https://app.example", "https://*.learn.example"])
+	cdn.apply_cors(["https://app.example", "https://*.learn.example"])
+	rules = cdn.cors_rules()
+	assert [rule["ID"] for rule in rules] == ["other-app", s3.CORS_RULE_ID]
+	ours = rules[1]
+	assert sorted(ours["AllowedMethods"]) == ["GET", "HEAD"]
+	assert cdn.cors_missing(["https://app.example", "https://m.learn.example", "https://evil.example"]) == [
+		"https://evil.example"
+	]
+	cdn.apply_cors(["*"])
+	assert cdn.cors_missing(["https://evil.example"]) == []
+	assert len(cdn.cors_rules()) == 2
+
+
+def test_connection_test_warns_about_missing_cors_but_still_works(cdn: CdnBucket) -> None:
+	result = cdn.probe(cors_origins=["https://app.example"])
+	cors = result.steps[-1]
+	assert (cors.name, cors.ok, cors.warning) == ("cors", False, True)
+	assert "Apply CORS Rule" in cors.message
+	assert result.ok
+	assert "but the bucket has no CORS rule letting https://app.example GET" in result.message
+	cdn.apply_cors(["https://app.example"])
+	result = cdn.probe(cors_origins=["https://app.example"])
+	assert result.ok and result.steps[-1].ok
+	assert result.message == "write, read, list and delete all succeeded"
+
+
+def test_cors_on_a_missing_bucket_fails_clearly(moto_server) -> None:
+	bucket = CdnBucket(make_config(moto_server.url, "memora-no-such-bucket"))
+	with pytest.raises(CdnError) as raised:
+		bucket.apply_cors(["*"])
+	assert raised.value.kind is CdnErrorKind.BUCKET_MISSING
+	assert "s3:GetBucketCORS" in str(raised.value)

@@ -4,13 +4,21 @@ import subprocess
 import sys
 import textwrap
 import time
+import unittest
 
 import frappe
 
 from memora_storage import content_files, delivery, jobs, settings
 from memora_storage.api import get_content_url
 from memora_storage.tasks import relink_all
-from memora_storage.tests.utils import ContentTestCase, set_cdn_settings
+from memora_storage.tests.utils import (
+	S3_ENDPOINT,
+	S3_SKIP_REASON,
+	ContentTestCase,
+	s3_client,
+	set_cdn_settings,
+	use_endpoint,
+)
 
 CDN = "https://cdn.example.com/memora"
 
@@ -131,6 +139,28 @@ class TestCDNSettings(ContentTestCase):
 			counts = relink_all()
 		self.assertEqual((counts["rewritten"], counts["failed"]), (0, 0))
 		self.assertTrue(jobs.is_requested(jobs.RELINK))
+
+
+@unittest.skipUnless(S3_ENDPOINT, S3_SKIP_REASON)
+class TestCorsRule(ContentTestCase):
+	def test_bad_origins_are_refused_and_good_ones_reach_the_bucket(self):
+		bucket = f"memora-cors-{self.tag.lower()}"
+		s3_client().create_bucket(Bucket=bucket)
+		for bad in ("app.example.com", "https://app.example.com/path", "ftp://x.example"):
+			with self.subTest(origin=bad), self.assertRaisesRegex(frappe.ValidationError, "not an origin"):
+				use_endpoint(S3_ENDPOINT, bucket, cors_allowed_origins=f"https://ok.example\n{bad}")
+			frappe.db.rollback()
+		use_endpoint(
+			S3_ENDPOINT, bucket, cors_allowed_origins="https://app.example.com\nhttps://*.learn.example"
+		)
+		message = frappe.get_single("CDN Settings").apply_cors_rule()
+		self.assertIn("https://app.example.com, https://*.learn.example", message)
+		rules = s3_client().get_bucket_cors(Bucket=bucket)["CORSRules"]
+		self.assertEqual(rules[0]["AllowedOrigins"], ["https://app.example.com", "https://*.learn.example"])
+		from memora_storage import api
+
+		steps = {step["name"]: step for step in api.test_connection()["steps"]}
+		self.assertTrue(steps["cors"]["ok"])
 
 
 def _plain_user() -> str:

@@ -10,6 +10,7 @@ long waits. Every failure surfaces as one `CdnError` whose text is a short sente
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import time
 import uuid
@@ -44,6 +45,8 @@ SHA256_METADATA = "sha256"  # sent as the header x-amz-meta-sha256
 # longer is the durable schedule's job. botocore's `max_attempts` would count retries only.
 TOTAL_ATTEMPTS = 2
 DELETE_BATCH = 1000  # the most keys S3 accepts in one DeleteObjects call
+CORS_RULE_ID = "memora-storage"  # our rule among the bucket's CORS rules
+CORS_MAX_AGE = 3600  # seconds a browser may keep the preflight's answer
 PROBE_PREFIX = ".memora-probe-"  # a leading dot: no content path can collide with a probe object
 
 
@@ -142,6 +145,7 @@ class ProbeStep:
 	ok: bool
 	seconds: float
 	message: str = ""
+	warning: bool = False  # a failure worth fixing that does not stop the connection from working
 
 
 @dataclass(frozen=True)
@@ -152,12 +156,16 @@ class ProbeResult:
 
 	@property
 	def ok(self) -> bool:
-		return bool(self.steps) and all(step.ok for step in self.steps)
+		return bool(self.steps) and all(step.ok or step.warning for step in self.steps)
 
 	@property
 	def message(self) -> str:
-		failed = [step for step in self.steps if not step.ok]
-		return failed[0].message if failed else "write, read, list and delete all succeeded"
+		failed = [step for step in self.steps if not step.ok and not step.warning]
+		warned = [step for step in self.steps if not step.ok and step.warning]
+		if failed:
+			return failed[0].message
+		done = "write, read, list and delete all succeeded"
+		return f"{done}, but {warned[0].message}" if warned else done
 
 
 class CdnBucket:
@@ -398,8 +406,56 @@ class CdnBucket:
 				return
 			yield page
 
-	def probe(self) -> ProbeResult:
-		"""Write, read back, list and delete a small probe object: the "Test connection" button."""
+	def apply_cors(self, origins: list[str]) -> None:
+		"""Let browsers on `origins` (or `*`) GET and HEAD the content: our rule replaces the one it
+		wrote before, rules of others on the bucket are kept."""
+		rules = [rule for rule in self.cors_rules() if rule.get("ID") != CORS_RULE_ID]
+		rules.append(
+			{
+				"ID": CORS_RULE_ID,
+				"AllowedMethods": ["GET", "HEAD"],
+				"AllowedOrigins": list(origins),
+				"AllowedHeaders": ["*"],
+				"ExposeHeaders": ["ETag", "Content-Length"],
+				"MaxAgeSeconds": CORS_MAX_AGE,
+			}
+		)
+		self._call(
+			"CORS update (s3:PutBucketCORS)",
+			None,
+			self.client.put_bucket_cors,
+			Bucket=self.config.bucket,
+			CORSConfiguration={"CORSRules": rules},
+		)
+
+	def cors_rules(self) -> list[dict[str, Any]]:
+		try:
+			response = self._call(
+				"CORS read (s3:GetBucketCORS)", None, self.client.get_bucket_cors, Bucket=self.config.bucket
+			)
+		except CdnError as e:
+			if e.code == "NoSuchCORSConfiguration":
+				return []
+			raise
+		return list(response.get("CORSRules", []))
+
+	def cors_missing(self, origins: list[str]) -> list[str]:
+		"""The origins no rule of the bucket lets GET (AllowedOrigins may hold `*` wildcards)."""
+		rules = [rule for rule in self.cors_rules() if "GET" in rule.get("AllowedMethods", [])]
+		return [
+			origin
+			for origin in origins
+			if not any(
+				fnmatch.fnmatchcase(origin, allowed) or allowed == "*"
+				for rule in rules
+				for allowed in rule.get("AllowedOrigins", [])
+			)
+		]
+
+	def probe(self, cors_origins: list[str] | None = None) -> ProbeResult:
+		"""Write, read back, list and delete a small probe object: the "Test connection" button; with
+		`cors_origins`, also whether browsers on them may fetch the content (a warning, not a failure:
+		the connection works either way, and CORS may be set on a CDN in front instead)."""
 		key = f"{self._prefix}{PROBE_PREFIX}{uuid.uuid4().hex}.json"
 		payload = canonical.dumps({"probe": key, "at": time.time()})
 		bucket = self.config.bucket
@@ -446,10 +502,25 @@ class CdnBucket:
 		def delete() -> None:
 			self._call("test delete", None, self.client.delete_object, Bucket=bucket, Key=key)
 
+		def cors() -> None:
+			if missing := self.cors_missing(cors_origins or []):
+				raise CdnError(
+					CdnErrorKind.REJECTED,
+					f"the bucket has no CORS rule letting {', '.join(missing)} GET the content "
+					"(CDN Settings > CDN > Apply CORS Rule, or set CORS on the CDN in front of the bucket)",
+				)
+
 		if step("write", write):
 			step("read", read)
 			step("list", listing)
 			step("delete", delete)
+		if cors_origins:
+			started = time.monotonic()
+			try:
+				cors()
+				steps.append(ProbeStep("cors", True, time.monotonic() - started))
+			except CdnError as e:
+				steps.append(ProbeStep("cors", False, time.monotonic() - started, str(e), warning=True))
 		return ProbeResult(tuple(steps))
 
 	def _call(self, action: str, path: str | None, function: Any, *args: Any, **kwargs: Any) -> Any:

@@ -11,6 +11,19 @@ frappe.ui.form.on("CDN Settings", {
 			frm.add_custom_button(__("Test Connection"), () => test_connection(frm), __("CDN"));
 			frm.add_custom_button(__("Verify CDN Now"), () => verify_cdn(), __("CDN"));
 			frm.add_custom_button(
+				__("Apply CORS Rule"),
+				() => {
+					if (frm.is_dirty()) {
+						frappe.msgprint(__("Save the settings first: the rule uses the saved origins."));
+						return;
+					}
+					frm.call("apply_cors_rule").then((r) =>
+						frappe.show_alert({ message: r.message, indicator: "green" })
+					);
+				},
+				__("CDN")
+			);
+			frm.add_custom_button(
 				__("Retry All Failed"),
 				() => frappe.call({ method: "memora_storage.api.retry_all_failed" }),
 				__("CDN")
@@ -45,13 +58,14 @@ function test_connection(frm) {
 				read: __("Read it back"),
 				list: __("List it"),
 				delete: __("Delete it"),
+				cors: __("Browsers may fetch it (CORS)"),
 			};
 			const rows = r.message.steps
 				.map(
 					(s) =>
 						`<tr data-step="${frappe.utils.escape_html(s.name)}"><td>${frappe.utils.escape_html(
 							labels[s.name] || s.name
-						)}</td><td>${s.ok ? "✔" : "✘"}</td><td>${
+						)}</td><td>${s.ok ? "✔" : s.warning ? "⚠" : "✘"}</td><td>${
 							s.seconds
 						}s</td><td>${frappe.utils.escape_html(s.message || "")}</td></tr>`
 				)

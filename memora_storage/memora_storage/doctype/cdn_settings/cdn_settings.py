@@ -7,8 +7,9 @@ import frappe
 from frappe import _
 from frappe.model.document import Document
 
-from memora_storage import failover, jobs, relink, settings
+from memora_storage import cdn_sync, failover, jobs, relink, settings
 from memora_storage.utils.resolver import UrlSettings
+from memora_storage.utils.s3 import CdnError
 
 
 class CDNSettings(Document):
@@ -95,12 +96,28 @@ class CDNSettings(Document):
 					_("{0} must be at least 1.").format(_(self.meta.get_label(fieldname))),
 					title=_("Invalid threshold"),
 				)
+		for origin in cdn_sync.cors_origins(self.cors_allowed_origins):
+			validate_origin(origin)
 		for fieldname in ("health_check_start_hour", "health_check_end_hour"):
 			if not 0 <= (self.get(fieldname) or 0) <= 23:
 				frappe.throw(
 					_("{0} must be an hour from 0 to 23.").format(_(self.meta.get_label(fieldname))),
 					title=_("Invalid hour"),
 				)
+
+	@frappe.whitelist()
+	def apply_cors_rule(self) -> str:
+		"""Write the bucket's CORS rule for CORS Allowed Origins, as saved."""
+		frappe.only_for("System Manager")
+		bucket = cdn_sync.get_bucket(require_enabled=False)
+		if not bucket:
+			frappe.throw(_("Set the Bucket in CDN Settings and save before applying a CORS rule."))
+		origins = cdn_sync.cors_origins(frappe.db.get_single_value("CDN Settings", "cors_allowed_origins"))
+		try:
+			bucket.apply_cors(origins)
+		except CdnError as e:
+			frappe.throw(str(e), title=_("CORS rule not applied"))
+		return _("Browsers on {0} may now fetch the content from the bucket.").format(", ".join(origins))
 
 	def on_update(self):
 		before = self.get_doc_before_save()
@@ -139,6 +156,21 @@ def _judged_cdn(doc: Document) -> tuple:
 		values["auto_failover"],
 		doc.endpoint_url or "",
 		doc.bucket or "",
+	)
+
+
+def validate_origin(origin: str) -> None:
+	"""`*`, or scheme://host[:port] with no path, as browsers send in Origin (`*.` wildcards allowed)."""
+	parsed = urlparse(origin)
+	if origin == "*" or (
+		parsed.scheme in ("http", "https") and parsed.netloc and not parsed.path and not parsed.query
+	):
+		return
+	frappe.throw(
+		_("CORS Allowed Origins: {0} is not an origin such as https://app.example.com, or *").format(
+			frappe.bold(origin)
+		),
+		title=_("Invalid origin"),
 	)
 
 
