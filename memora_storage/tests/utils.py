@@ -33,6 +33,7 @@ SETTINGS_DEFAULTS = {
 	# Off unless a test is about it: the failover tests turn it on (test_failover.py).
 	"auto_failover": 0,
 	"version_in_urls": 0,
+	"cors_allowed_origins": "*",
 }
 
 
