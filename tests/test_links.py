@@ -110,8 +110,11 @@ def relinker(path: str, data: bytes) -> bytes | None:
 	return links.rewrite(data, BASES, to_local)
 
 
-def test_a_batch_rewrites_keeps_prev_and_leaves_unchanged_files_alone(content_store: ContentStore) -> None:
-	files = populate(content_store, 5)
+def test_a_batch_rewrites_leaves_prev_and_unchanged_files_alone(content_store: ContentStore) -> None:
+	first = populate(content_store, 5)  # the previous content version, kept as .prev
+	files = {path: data.replace(b'"Subject"', b'"Subject v2"') for path, data in first.items()}
+	for path, data in files.items():
+		content_store.write(path, data)
 	already = "plans/P/subjects/S0.json"
 	content_store.write(already, subject(LOCAL, ["U0a", "U0b"]))
 	mtime = os.stat(paths.resolve(content_store.root, already)).st_mtime_ns
@@ -130,13 +133,13 @@ def test_a_batch_rewrites_keeps_prev_and_leaves_unchanged_files_alone(content_st
 	for path in changed:
 		result = by_path[path]
 		new = content_store.read(path)
-		assert new == subject(LOCAL, [f"U{path[-6]}a", f"U{path[-6]}b"])
+		assert new == relinker(path, files[path]) and b"Subject v2" in new
 		assert (result.old_sha256, result.sha256, result.size) == (
 			canonical.sha256(files[path]),
 			canonical.sha256(new),
 			len(new),
 		)
-		assert paths.prev_path(content_store.private_root, path).read_bytes() == files[path]
+		assert paths.prev_path(content_store.private_root, path).read_bytes() == first[path]
 	assert not list((content_store.private_root / paths.TEMP_DIR).iterdir())
 
 

@@ -211,12 +211,15 @@ class ContentStore:
 		so no write in between is lost; locks are taken in sorted order. `before_commit` sees the
 		changed files after their new bytes are durable and before any replaces its file.
 
+		`.prev` is left alone: a rewrite changes links, not content, so the previous version worth
+		rolling back to stays the one before the last write (and a rewrite costs one rename, not
+		the three metadata changes of keeping a backup).
+
 		Crash safety, as `write`: each new file's bytes are on disk (syncfs of the private root's
 		filesystem, which holds every temp file) before any rename, and each rename is atomic, so
-		after a crash at any point every file holds its old or its new bytes, whole; `.prev` is
-		replaced by a rename as in `_commit`. The folders are fsynced before this returns and before
-		the old `.prev`s are freed, so the batch is durable when it returns. Keep batches well under
-		the open-files limit: each path holds a lock file open.
+		after a crash at any point every file holds its old or its new bytes, whole. The folders are
+		fsynced before this returns, so the batch is durable when it returns. Keep batches well under
+		the open-files limit (1,024 for many service users): each path holds a lock file open.
 		"""
 		results: dict[str, RewriteResult] = {}
 		pending: list[tuple[str, int, str, str, _Digest, str]] = []
@@ -256,10 +259,10 @@ class ContentStore:
 				_sync_filesystem(self._tmp_dir)
 				if before_commit:
 					before_commit([results[path] for path, *_ in pending])
-				synced, olders = set(), []
+				synced = set()
 				for path, folder, name, tmp, _digest, old in pending:
 					try:
-						olders.append(self._commit(folder, name, path, tmp, keep=True, sync=False))
+						os.replace(tmp, name, dst_dir_fd=folder)
 						synced.add(folder)
 					except OSError as e:
 						results[path] = RewriteResult(
@@ -267,8 +270,6 @@ class ContentStore:
 						)
 				for folder in synced:
 					os.fsync(folder)
-				for older in olders:
-					_unlink_quietly(older)
 		return [results[path] for path in sorted(results)]
 
 	def read(self, path: str) -> bytes:
@@ -497,9 +498,7 @@ class ContentStore:
 		os.close(fd)
 		return tmp
 
-	def _commit(
-		self, folder: int, name: str, path: str, new: str, keep: bool, sync: bool = True
-	) -> str | None:
+	def _commit(self, folder: int, name: str, path: str, new: str, keep: bool) -> None:
 		"""Rename the fsynced file `new` over `name` in `folder`, the current version kept as `.prev` first.
 
 		Order: the old `.prev` gets a second name under `tmp/`, the current file is hard-linked under `tmp/`
@@ -520,9 +519,6 @@ class ContentStore:
 		each link and rename before it answers. On other filesystems (btrfs logs per inode) a power cut soon
 		after a write may leave `.prev` one version older, never torn: it is always a whole, fsynced earlier
 		version. Names a crash leaves under `tmp/` are stale files that `tidy` deletes.
-
-		With `sync` False the caller fsyncs the folder (once for a batch) and then deletes the old
-		`.prev`'s second name, returned here.
 		"""
 		prev = self._prev(path)
 		older = None
@@ -542,11 +538,8 @@ class ContentStore:
 				else:
 					_rename_quietly(older, prev)
 			raise
-		if not sync:
-			return older
 		os.fsync(folder)
 		_unlink_quietly(older)  # after the fsync: freeing its blocks is not the commit's business
-		return None
 
 	def _link_aside(self, file: str) -> str | None:
 		"""A second name under `tmp/` for `file`, or None when there is no such file."""
