@@ -217,6 +217,30 @@ class TestPublishing(PublishingTestCase):
 		finally:
 			stop(worker)
 
+	def test_versioned_urls_name_each_version_and_leaves_are_cached_long(self):
+		plan, subjects, units = self.tree(subjects=1, units=2)
+		self.use(self.proxy.url, version_in_urls=1)
+		self.drain()
+		self.assertEqual(set(self.walk(plan).values()), {"cdn"})
+		unit_path = f"units/{units[1]}.json"
+		sha = frappe.db.get_value("Content File", content_files.row_name(unit_path), "sha256")
+		self.assertEqual(api.get_content_url(unit_path), f"{self.cdn_base}/{unit_path}?v={sha[:12]}")
+		subject_path = f"plans/{plan}/subjects/{subjects[0]}.json"
+		links = {link["name"]: link["url"] for link in self.read_json(subject_path)["units"]}
+		self.assertEqual(links[units[1]], f"{self.cdn_base}/{unit_path}?v={sha[:12]}")
+		s3 = s3_client()
+		head = s3.head_object(Bucket=self.bucket, Key=f"{PREFIX}/{unit_path}")
+		self.assertEqual(head["CacheControl"], "public, max-age=31536000, immutable")
+		head = s3.head_object(Bucket=self.bucket, Key=f"{PREFIX}/{subject_path}")
+		self.assertEqual(head["CacheControl"], "public, max-age=60")
+		# An edit: a new version, a new URL, in the API and in the subject once it lands.
+		self.edit(frappe.get_doc("Unit", units[1]), body="edited")
+		self.drain()
+		new_sha = frappe.db.get_value("Content File", content_files.row_name(unit_path), "sha256")
+		self.assertNotEqual(new_sha, sha)
+		self.assertEqual(api.get_content_url(unit_path), f"{self.cdn_base}/{unit_path}?v={new_sha[:12]}")
+		self.assertEqual(set(self.walk(plan).values()), {"cdn"})
+
 	def test_jinja_helper_serves_a_busy_page_without_429(self):
 		"""2,000 resolver calls in one request, 15 views from one IP: the Jinja helper is never rate-limited."""
 		route = f"memora-urls-{self.tag}"
