@@ -90,6 +90,7 @@ def run(site: str, cycles: int) -> dict:
 			for name in units[cycle::100][:10]:
 				case.edit(frappe.get_doc("Unit", name), body=f"edited in outage {cycle}")
 			case.proxy.start()
+			back_at = frappe.utils.now_datetime()
 			cdn_s = case.wait_walk(plan, "cdn", 180)
 			case.wait_quiet(timeout=180)
 			results["cycles"].append(
@@ -97,6 +98,7 @@ def run(site: str, cycles: int) -> dict:
 					"outage_to_all_local_s": round(local_s, 1),
 					"recovery_to_all_cdn_s": round(cdn_s, 1),
 					"requests": dict(case.proxy.forwarded),
+					"after_recovery_s": where_time_goes(case.tag, back_at),
 				}
 			)
 	finally:
@@ -107,6 +109,25 @@ def run(site: str, cycles: int) -> dict:
 		results[key] = statistics.median(c[key] for c in results["cycles"])
 	results["puts_per_cycle"] = [c["requests"].get("PUT", 0) for c in results["cycles"]]
 	return results
+
+
+def where_time_goes(tag: str, back_at) -> dict:
+	"""Seconds from the endpoint's return to the verdict and to the last upload of each level."""
+	frappe.db.rollback()
+	since = lambda moment: round((moment - back_at).total_seconds(), 1) if moment else None  # noqa: E731
+	levels = {"units": "units/%", "subjects": "plans/%/subjects/%", "manifest": "plans/%/manifest.json"}
+	return {
+		"verdict_healthy": since(frappe.db.get_single_value("CDN Health", "changed_at", cache=False)),
+		**{
+			f"last_{level}_uploaded": since(
+				frappe.db.sql(
+					"select max(last_synced_at) from `tabContent File` where path like %s and path like %s",
+					(pattern, f"%{tag}%"),
+				)[0][0]
+			)
+			for level, pattern in levels.items()
+		},
+	}
 
 
 def main() -> int:
