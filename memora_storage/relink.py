@@ -182,5 +182,9 @@ def remember_bases(snapshot: UrlSettings | None = None, more: Iterable[str] = ()
 	stored = frappe.db.get_default(BASES_KEY, parent=BASES_PARENT)
 	known = [*current, *more, *(frappe.parse_json(stored) if stored else [])]
 	bases = list(dict.fromkeys(base for base in known if base))[:MAX_BASES]
-	frappe.db.set_default(BASES_KEY, frappe.as_json(bases, indent=None), parent=BASES_PARENT)
+	value = frappe.as_json(bases, indent=None)
+	if value != stored:
+		# Written only when a base is new: a relink and a settings save writing the same row at
+		# once deadlock on its delete-then-insert (seen on a site).
+		frappe.db.set_default(BASES_KEY, value, parent=BASES_PARENT)
 	return tuple(bases)
