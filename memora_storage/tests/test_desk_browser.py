@@ -29,7 +29,7 @@ import frappe
 import requests
 from frappe.utils.password import update_password
 
-from memora_storage import api, content_files, disk_guard, reports
+from memora_storage import api, cdn_sync, content_files, disk_guard, reports
 from memora_storage.tasks import retry_pending_writes
 from memora_storage.tests.utils import (
 	S3_ENDPOINT,
@@ -249,7 +249,7 @@ class TestDeskInBrowser(ContentTestCase):
 		self.assert_intro("https://cdn.example.com", "blue")
 		self.assertEqual(frappe.db.get_single_value("CDN Settings", "bucket"), self.bucket)
 		# The base URL changed, so every file is re-linked by a job; CDN Settings hears of its end.
-		self.wait_realtime("msgprint", "content files rebuilt")
+		self.wait_realtime("msgprint", "files re-linked")
 		self.screenshot("desk-cdn-settings")
 
 		self.click("Test Connection", group="CDN")
@@ -282,7 +282,10 @@ class TestDeskInBrowser(ContentTestCase):
 				rows["synced"]: ("Synced", "green"),
 				rows["failed"][0]: ("Failed", "red"),
 				rows["failed"][1]: ("Failed", "red"),
-				rows["pending"]: ("Pending", "orange"),
+				# while delivery is local a due row waits for the CDN, not failing
+				rows["pending"]: ("Waiting for CDN", "yellow")
+				if cdn_sync.waiting()
+				else ("Pending", "orange"),
 				rows["syncing"]: ("Syncing", "blue"),
 				rows["write_pending"]: ("Write Pending", "orange"),
 			},
@@ -373,7 +376,7 @@ class TestDeskInBrowser(ContentTestCase):
 		frappe.db.rollback()
 		self.open("memora-storage")
 		self.wait(
-			lambda: len(self.cards()) == 5 and "" not in self.cards().values(), "number cards not loaded"
+			lambda: len(self.cards()) == 7 and "" not in self.cards().values(), "number cards not loaded"
 		)
 		cards = self.cards()
 		count = lambda **filters: str(frappe.db.count(content_files.DOCTYPE, filters))  # noqa: E731
@@ -385,6 +388,8 @@ class TestDeskInBrowser(ContentTestCase):
 			float(cards["Content Disk Free"].rstrip("%")), disk_guard.disk_free()["value"], delta=1
 		)
 		self.assertEqual(cards["CDN Sync Failed"], "2")
+		self.assertEqual(cards["CDN Uploads Waiting"], str(api.uploads_waiting()["value"]))
+		self.assertEqual(cards["CDN Probes Failed (Last Hour)"], str(api.failed_probes()["value"]))
 
 		chart = ".dashboard-widget-box:has(.widget-title:contains('Content Files by Sync Status'))"
 		self.wait(lambda: self.js(f'return $("{chart} svg.frappe-chart").length') == 1, "chart not drawn")

@@ -448,8 +448,9 @@ class TestWorkspace(HealthTestCase):
 		self.assertEqual({row.role for row in workspace.roles}, {"System Manager"})
 		self.assertEqual(
 			{row.link_to for row in workspace.shortcuts},
-			{"CDN Settings", "Content File", "Content Health Report"},
+			{"CDN Settings", "Content File", "Content Health Report", "CDN Probe"},
 		)
+		self.assertEqual([row.document_type for row in workspace.quick_lists], ["CDN Probe"])
 		for row in workspace.number_cards:
 			self.assertTrue(frappe.db.exists("Number Card", row.number_card_name), row.number_card_name)
 		chart = get_chart(chart_name="Content Files by Sync Status", refresh=1)

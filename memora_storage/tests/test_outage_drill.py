@@ -185,8 +185,14 @@ class TestOutageDrill(ContentTestCase):
 					self.assertEqual(unit.status_code, 200, unit_link)
 					self.assertEqual(unit.json()["name"], unit_link["name"])
 
-		# 4. The endpoint is back: the backlog syncs and the bucket matches the disk.
+		# 4. The endpoint is back, Local Fallback Mode still on: nobody reads the CDN, so uploads wait.
 		self.use_endpoint(S3_ENDPOINT, fallback=True)
+		self.assertEqual(self.sync_due()["claimed"], 0)
+		self.assertTrue(self.rows(sync_status="Pending"))
+		self.assertEqual(cdn_sync.waiting(), "Local Fallback Mode is on")
+		# Turned off: files are re-linked first, then the backlog syncs and the bucket matches the disk.
+		self.use_endpoint(S3_ENDPOINT)
+		tasks.relink_all()
 		self.sync_due()
 		self.assertEqual(
 			{(row.sync_status, row.local_status) for row in self.rows()}, {("Synced", "Written")}
