@@ -73,14 +73,7 @@ def run(site: str, cycles: int) -> dict:
 	case.setUp()
 	results = {"probe_interval_s": INTERVAL, "failover_after": 2, "recover_after": 3, "cycles": []}
 	try:
-		plan = case.make("Plan", f"plan-{case.tag}", commit=False).name
-		units = []
-		for s in range(10):
-			subject = case.make("Subject", f"subject-{case.tag}-{s}", commit=False, plan=plan).name
-			for u in range(99):
-				name = f"unit-{case.tag}-{s}-{u}"
-				units.append(case.make("Unit", name, commit=False, subject=subject, body=f"b {name}").name)
-			frappe.db.commit()
+		plan, units = case.thousand_files()
 		case.start()
 		case.wait_quiet(timeout=600)
 		case.wait_for_probe("Healthy")

@@ -247,9 +247,8 @@ class TestFailover(PublishingTestCase):
 		self.assertEqual(replayed, changes)
 		self.assertEqual(state, self.state())
 
-	def test_a_cycle_uploads_only_what_changed(self):
-		"""1,000 files, 10 units edited and one deleted during the outage: every request through the
-		proxy is counted from the outage to the end of the recovery."""
+	def thousand_files(self) -> tuple[str, list[str]]:
+		"""One plan, 10 subjects of 99 units: 1,001 files saved through documents; (plan, units)."""
 		plan = self.make("Plan", f"plan-{self.tag}", commit=False).name
 		units = []
 		for s in range(10):
@@ -258,6 +257,12 @@ class TestFailover(PublishingTestCase):
 				name = f"unit-{self.tag}-{s}-{u}"
 				units.append(self.make("Unit", name, commit=False, subject=subject, body=f"b {name}").name)
 			frappe.db.commit()
+		return plan, units
+
+	def test_a_cycle_uploads_only_what_changed(self):
+		"""1,000 files, 10 units edited and one deleted during the outage: every request through the
+		proxy is counted from the outage to the end of the recovery."""
+		plan, units = self.thousand_files()
 		self.assertEqual(frappe.db.count("Content File", {"path": ["like", f"%{self.tag}%"]}), 1001)
 		self.start()
 		self.wait_quiet(timeout=300)
