@@ -49,6 +49,8 @@ QUICK_ARGS = {
 	"bench_serve": ["--duration", "5", "--plans", "5", "--repeat", "1"],
 	"bench_freshness": ["--flips", "10", "--calls", "5000"],
 	"bench_outage_drill": ["--plans", "3", "--rounds", "4"],
+	"bench_relink": ["--quick"],
+	"bench_failover": ["--quick"],
 }
 TIMEOUT_S = 3600
 # What the scripts run by this Python import (the `benchmarks` extra of pyproject.toml and the app's
