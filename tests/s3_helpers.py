@@ -4,7 +4,9 @@ boto3 talks HTTP to these exactly as it talks to a production bucket; nothing is
 """
 
 import collections
+import contextlib
 import hashlib
+import json
 import os
 import re
 import socket
@@ -15,6 +17,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -100,13 +104,39 @@ class MotoServer:
 		return counts
 
 
-_STATUS_CODES = {403: "AccessDenied", 500: "InternalError", 503: "SlowDown"}
+@contextlib.contextmanager
+def iam_keys(
+	server: MotoServer, admin_keys: tuple[str, str], statements: list[dict]
+) -> Iterator[tuple[str, str]]:
+	"""Keys of a fresh IAM user held to the policy `statements`, with moto checking signatures and
+	policies until the block ends (then the user is removed)."""
+	iam = raw_client(server.url, *admin_keys, service="iam")
+	user = f"memora-{uuid.uuid4().hex[:8]}"
+	iam.create_user(UserName=user)
+	iam.put_user_policy(
+		UserName=user,
+		PolicyName="memora",
+		PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
+	)
+	key = iam.create_access_key(UserName=user)["AccessKey"]
+	server.set_auth(True)
+	try:
+		yield key["AccessKeyId"], key["SecretAccessKey"]
+	finally:
+		server.set_auth(False)
+		iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
+		iam.delete_user_policy(UserName=user, PolicyName="memora")
+		iam.delete_user(UserName=user)
+
+
+# 501 NotImplemented: what community MinIO answers to the bucket CORS calls.
+_STATUS_CODES = {403: "AccessDenied", 500: "InternalError", 501: "NotImplemented", 503: "SlowDown"}
 
 
 class FaultProxy:
 	"""A threaded HTTP proxy in front of an S3 endpoint that can misbehave on demand.
 
-	Faults: an HTTP status (403, 500, 503) answered instead of forwarding; "hang" (never answer
+	Faults: an HTTP status (403, 500, 501, 503) answered instead of forwarding; "hang" (never answer
 	until cleared); "reset" (drop the connection without an answer); "corrupt-body" (flip the last
 	byte of a PUT body before forwarding); "corrupt-etag" (alter the ETag in PUT and HEAD answers);
 	"kms-etag" (every ETag, in PUT, HEAD and listing answers alike, becomes another hex string, as

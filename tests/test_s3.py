@@ -1,11 +1,12 @@
 """CdnBucket against a real S3 endpoint (moto's server over HTTP): uploads, confirmation, listing, deletes, probe, errors."""
 
 import hashlib
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import ACCESS_KEY, SECRET_KEY, make_config, raw_client
-from s3_helpers import FaultProxy, MotoServer, free_port
+from s3_helpers import FaultProxy, MotoServer, free_port, iam_keys
 
 from memora_storage.utils import canonical, s3
 from memora_storage.utils.paths import InvalidPathError
@@ -290,41 +291,133 @@ def test_delete_many_removes_each_object_in_one_request(cdn: CdnBucket, moto_ser
 
 # --- CORS ----------------------------------------------------------------------------------------------
 
+APP = "https://app.example"
+OUR_RULE = {
+	"ID": s3.CORS_RULE_ID,
+	"AllowedHeaders": ["*"],
+	"AllowedMethods": ["GET", "HEAD"],
+	"AllowedOrigins": [APP, "https://*.learn.example"],
+	"ExposeHeaders": ["ETag", "Content-Length"],
+	"MaxAgeSeconds": s3.CORS_MAX_AGE,
+}
+FOREIGN_RULE = {"ID": "other-app", "AllowedMethods": ["PUT"], "AllowedOrigins": ["https://admin.example"]}
+
+
+def browser_get(cdn: CdnBucket, path: str, origin: str):
+	"""GET the object as a browser on `origin` would (a presigned URL stands in for a public one)."""
+	url = cdn.client.generate_presigned_url(
+		"get_object", Params={"Bucket": cdn.config.bucket, "Key": cdn.key(path)}
+	)
+	return urllib.request.urlopen(urllib.request.Request(url, headers={"Origin": origin}), timeout=5)
+
 
 def test_cors_rule_is_applied_idempotently_and_keeps_other_rules(cdn: CdnBucket) -> None:
-	foreign = {"ID": "other-app", "AllowedMethods": ["PUT"], "AllowedOrigins": ["https://admin.example"]}
-	cdn.client.put_bucket_cors(Bucket=cdn.config.bucket, CORSConfiguration={"CORSRules": [foreign]})
-	assert cdn.cors_missing(["https://app.example"]) == ["https://app.example"]
-	cdn.apply_cors(["https://app.example", "https://*.learn.example"])
-	cdn.apply_cors(["https://app.example", "https://*.learn.example"])
-	rules = cdn.cors_rules()
-	assert [rule["ID"] for rule in rules] == ["other-app", s3.CORS_RULE_ID]
-	ours = rules[1]
-	assert sorted(ours["AllowedMethods"]) == ["GET", "HEAD"]
-	assert cdn.cors_missing(["https://app.example", "https://m.learn.example", "https://evil.example"]) == [
-		"https://evil.example"
-	]
+	cdn.client.put_bucket_cors(Bucket=cdn.config.bucket, CORSConfiguration={"CORSRules": [FOREIGN_RULE]})
+	assert cdn.apply_cors([APP, "https://*.learn.example"]) == 1
+	first = cdn.cors_rules()
+	assert cdn.apply_cors([APP, "https://*.learn.example"]) == 1
+	assert cdn.cors_rules() == first == [FOREIGN_RULE, OUR_RULE]
+	cdn.put("units/u1.json", DATA)
+	with browser_get(cdn, "units/u1.json", APP) as response:
+		assert response.headers["Access-Control-Allow-Origin"] == APP
+		assert response.headers["Access-Control-Expose-Headers"] == "ETag, Content-Length"
+
+	assert cdn.apply_cors(["*"]) == 1  # our rule replaced, not added to
+	assert cdn.cors_rules() == [FOREIGN_RULE, {**OUR_RULE, "AllowedOrigins": ["*"]}]
+
+
+def test_cors_rule_on_a_bucket_without_cors(cdn: CdnBucket) -> None:
+	assert cdn.cors_rules() == []
+	assert cdn.apply_cors([APP]) == 0
+	assert cdn.cors_rules() == [{**OUR_RULE, "AllowedOrigins": [APP]}]
+
+
+def test_cors_missing_names_the_origins_no_rule_lets_get(cdn: CdnBucket) -> None:
+	origins = [APP, "https://m.learn.example", "https://evil.example", "*"]
+	assert cdn.cors_missing(origins) == origins  # no CORS configuration at all
+	cdn.client.put_bucket_cors(Bucket=cdn.config.bucket, CORSConfiguration={"CORSRules": [FOREIGN_RULE]})
+	assert cdn.cors_missing([APP]) == [APP]  # a rule for another origin, and not for GET
+	cdn.apply_cors([APP, "https://*.learn.example"])
+	assert cdn.cors_missing(origins) == ["https://evil.example", "*"]
 	cdn.apply_cors(["*"])
-	assert cdn.cors_missing(["https://evil.example"]) == []
-	assert len(cdn.cors_rules()) == 2
+	assert cdn.cors_missing(origins) == []
 
 
 def test_connection_test_warns_about_missing_cors_but_still_works(cdn: CdnBucket) -> None:
-	result = cdn.probe(cors_origins=["https://app.example"])
+	result = cdn.probe(cors_origins=[APP])
+	assert [step.name for step in result.steps] == ["write", "read", "list", "delete", "cors"]
 	cors = result.steps[-1]
-	assert (cors.name, cors.ok, cors.warning) == ("cors", False, True)
-	assert "Apply CORS Rule" in cors.message
+	assert (cors.ok, cors.warning) == (False, True)
+	assert cors.message == (
+		f"the bucket has no CORS rule allowing GET from {APP}: CDN Settings > CDN > Apply CORS Rule "
+		"(or, with a CDN in front of the bucket, set CORS on the CDN instead)"
+	)
 	assert result.ok
-	assert "but the bucket has no CORS rule letting https://app.example GET" in result.message
-	cdn.apply_cors(["https://app.example"])
-	result = cdn.probe(cors_origins=["https://app.example"])
+	assert result.message == f"write, read, list and delete all succeeded, but {cors.message}"
+	assert "any origin (*)" in cdn.probe(cors_origins=["*"]).steps[-1].message
+
+	cdn.apply_cors([APP])
+	result = cdn.probe(cors_origins=[APP])
 	assert result.ok and result.steps[-1].ok
 	assert result.message == "write, read, list and delete all succeeded"
+	assert [step.name for step in cdn.probe().steps] == ["write", "read", "list", "delete"]
 
 
-def test_cors_on_a_missing_bucket_fails_clearly(moto_server) -> None:
+def test_connection_test_checks_cors_only_once_the_bucket_answers(moto_server: MotoServer) -> None:
+	result = CdnBucket(make_config(moto_server.url, "memora-no-such-bucket")).probe(cors_origins=[APP])
+	assert [(step.name, step.ok) for step in result.steps] == [("write", False)]
+	assert not result.ok and "does not exist" in result.message
+
+
+def test_cors_on_a_missing_bucket_fails_clearly(moto_server: MotoServer) -> None:
 	bucket = CdnBucket(make_config(moto_server.url, "memora-no-such-bucket"))
 	with pytest.raises(CdnError) as raised:
 		bucket.apply_cors(["*"])
 	assert raised.value.kind is CdnErrorKind.BUCKET_MISSING
-	assert "s3:GetBucketCORS" in str(raised.value)
+	assert (
+		str(raised.value)
+		== "CORS read failed: the bucket 'memora-no-such-bucket' does not exist [NoSuchBucket]"
+	)
+
+
+def test_cors_refusals_name_the_missing_permission(
+	cdn: CdnBucket, moto_server: MotoServer, bucket_name: str
+) -> None:
+	cdn.client.put_bucket_cors(Bucket=bucket_name, CORSConfiguration={"CORSRules": [FOREIGN_RULE]})
+	allow_all = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+	deny = {"Effect": "Deny", "Action": "s3:PutBucketCORS", "Resource": "*"}
+	with iam_keys(moto_server, (ACCESS_KEY, SECRET_KEY), [allow_all, deny]) as (access_key, secret_key):
+		bucket = CdnBucket(
+			make_config(moto_server.url, bucket_name, access_key=access_key, secret_key=secret_key)
+		)
+		with pytest.raises(CdnError) as raised:
+			bucket.apply_cors([APP])
+	assert raised.value.kind is CdnErrorKind.ACCESS_DENIED
+	assert str(raised.value) == (
+		"CORS update failed: access denied, the keys need the s3:PutBucketCORS permission on the bucket [AccessDenied]"
+	)
+	assert cdn.cors_rules() == [FOREIGN_RULE]  # nothing was written
+
+	deny = {"Effect": "Deny", "Action": "s3:GetBucketCORS", "Resource": "*"}
+	with iam_keys(moto_server, (ACCESS_KEY, SECRET_KEY), [allow_all, deny]) as (access_key, secret_key):
+		bucket = CdnBucket(
+			make_config(moto_server.url, bucket_name, access_key=access_key, secret_key=secret_key)
+		)
+		result = bucket.probe(cors_origins=[APP])
+	assert result.ok  # the keys may do all the app does: the connection works
+	assert result.steps[-1].warning
+	assert "the keys need the s3:GetBucketCORS permission" in result.steps[-1].message
+
+
+def test_a_store_without_bucket_cors_is_named(proxy: FaultProxy, proxied_cdn: CdnBucket) -> None:
+	proxy.set_fault(501)
+	with pytest.raises(CdnError) as raised:
+		proxied_cdn.apply_cors([APP])
+	assert raised.value.kind is CdnErrorKind.REJECTED
+	assert "this S3 server has no per-bucket CORS rules" in str(raised.value)
+	assert "MINIO_API_CORS_ALLOW_ORIGIN" in str(raised.value)
+
+	proxy.set_fault(501, after=4)  # write, read, list and delete reach the bucket; the CORS read does not
+	result = proxied_cdn.probe(cors_origins=[APP])
+	assert result.ok
+	assert result.steps[-1].warning and "no per-bucket CORS rules" in result.steps[-1].message

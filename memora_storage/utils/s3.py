@@ -406,33 +406,30 @@ class CdnBucket:
 				return
 			yield page
 
-	def apply_cors(self, origins: list[str]) -> None:
+	def apply_cors(self, origins: list[str]) -> int:
 		"""Let browsers on `origins` (or `*`) GET and HEAD the content: our rule replaces the one it
-		wrote before, rules of others on the bucket are kept."""
-		rules = [rule for rule in self.cors_rules() if rule.get("ID") != CORS_RULE_ID]
-		rules.append(
-			{
-				"ID": CORS_RULE_ID,
-				"AllowedMethods": ["GET", "HEAD"],
-				"AllowedOrigins": list(origins),
-				"AllowedHeaders": ["*"],
-				"ExposeHeaders": ["ETag", "Content-Length"],
-				"MaxAgeSeconds": CORS_MAX_AGE,
-			}
-		)
-		self._call(
-			"CORS update (s3:PutBucketCORS)",
-			None,
+		wrote before, rules of others on the bucket are kept (their number is returned)."""
+		others = [rule for rule in self.cors_rules() if rule.get("ID") != CORS_RULE_ID]
+		ours = {
+			"ID": CORS_RULE_ID,
+			"AllowedMethods": ["GET", "HEAD"],
+			"AllowedOrigins": list(origins),
+			"AllowedHeaders": ["*"],
+			"ExposeHeaders": ["ETag", "Content-Length"],
+			"MaxAgeSeconds": CORS_MAX_AGE,
+		}
+		self._cors_call(
+			"CORS update",
+			"s3:PutBucketCORS",
 			self.client.put_bucket_cors,
-			Bucket=self.config.bucket,
-			CORSConfiguration={"CORSRules": rules},
+			CORSConfiguration={"CORSRules": [*others, ours]},
 		)
+		return len(others)
 
 	def cors_rules(self) -> list[dict[str, Any]]:
+		"""The bucket's CORS rules, ours and others'; none when it has no CORS configuration."""
 		try:
-			response = self._call(
-				"CORS read (s3:GetBucketCORS)", None, self.client.get_bucket_cors, Bucket=self.config.bucket
-			)
+			response = self._cors_call("CORS read", "s3:GetBucketCORS", self.client.get_bucket_cors)
 		except CdnError as e:
 			if e.code == "NoSuchCORSConfiguration":
 				return []
@@ -446,28 +443,50 @@ class CdnBucket:
 			origin
 			for origin in origins
 			if not any(
-				fnmatch.fnmatchcase(origin, allowed) or allowed == "*"
+				fnmatch.fnmatchcase(origin, allowed)
 				for rule in rules
 				for allowed in rule.get("AllowedOrigins", [])
 			)
 		]
 
+	def _cors_call(self, action: str, permission: str, function: Any, **kwargs: Any) -> Any:
+		"""A bucket CORS call whose refusals say what to fix: the permission the keys lack, or a store
+		(community MinIO) that has no per-bucket CORS at all."""
+		try:
+			return self._call(action, None, function, Bucket=self.config.bucket, **kwargs)
+		except CdnError as e:
+			if e.code == "AccessDenied":
+				kind, reason = (
+					e.kind,
+					f"access denied, the keys need the {permission} permission on the bucket",
+				)
+			elif e.code == "NotImplemented":
+				kind, reason = (
+					CdnErrorKind.REJECTED,
+					"this S3 server has no per-bucket CORS rules; set CORS in its own settings "
+					"(MinIO: MINIO_API_CORS_ALLOW_ORIGIN, * by default) or on the CDN in front of it",
+				)
+			else:
+				raise
+			raise CdnError(kind, f"{action} failed: {reason} [{e.code}]", status=e.status, code=e.code) from e
+
 	def probe(self, cors_origins: list[str] | None = None) -> ProbeResult:
-		"""Write, read back, list and delete a small probe object: the "Test connection" button; with
-		`cors_origins`, also whether browsers on them may fetch the content (a warning, not a failure:
-		the connection works either way, and CORS may be set on a CDN in front instead)."""
+		"""Write, read back, list and delete a small probe object: the "Test connection" button. With
+		`cors_origins`, once the write worked, also whether the bucket lets browsers on them fetch the
+		content: a warning, not a failure, since the connection works either way and CORS may be set
+		on a CDN in front of the bucket instead."""
 		key = f"{self._prefix}{PROBE_PREFIX}{uuid.uuid4().hex}.json"
 		payload = canonical.dumps({"probe": key, "at": time.time()})
 		bucket = self.config.bucket
 		steps: list[ProbeStep] = []
 		written_etag: list[str] = []
 
-		def step(name: str, action: Any) -> bool:
+		def step(name: str, action: Any, warning: bool = False) -> bool:
 			started = time.monotonic()
 			try:
 				action()
 			except CdnError as e:
-				steps.append(ProbeStep(name, False, time.monotonic() - started, str(e)))
+				steps.append(ProbeStep(name, False, time.monotonic() - started, str(e), warning))
 				return False
 			steps.append(ProbeStep(name, True, time.monotonic() - started))
 			return True
@@ -504,23 +523,19 @@ class CdnBucket:
 
 		def cors() -> None:
 			if missing := self.cors_missing(cors_origins or []):
+				who = "any origin (*)" if missing == ["*"] else ", ".join(missing)
 				raise CdnError(
 					CdnErrorKind.REJECTED,
-					f"the bucket has no CORS rule letting {', '.join(missing)} GET the content "
-					"(CDN Settings > CDN > Apply CORS Rule, or set CORS on the CDN in front of the bucket)",
+					f"the bucket has no CORS rule allowing GET from {who}: CDN Settings > CDN > Apply "
+					"CORS Rule (or, with a CDN in front of the bucket, set CORS on the CDN instead)",
 				)
 
 		if step("write", write):
 			step("read", read)
 			step("list", listing)
 			step("delete", delete)
-		if cors_origins:
-			started = time.monotonic()
-			try:
-				cors()
-				steps.append(ProbeStep("cors", True, time.monotonic() - started))
-			except CdnError as e:
-				steps.append(ProbeStep("cors", False, time.monotonic() - started, str(e), warning=True))
+			if cors_origins:
+				step("cors", cors, warning=True)
 		return ProbeResult(tuple(steps))
 
 	def _call(self, action: str, path: str | None, function: Any, *args: Any, **kwargs: Any) -> Any:
