@@ -1,5 +1,6 @@
 """Content Health Report documents: one per scan or CDN verification, readable however long the lists."""
 
+import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ def save_report(scope: str, problems: Iterable[Problem], summary: str, **values)
 			"status": values.pop("status", None) or ("Problems Found" if problems else "Healthy"),
 			"summary": summary,
 			"issues_truncated": len(problems) > MAX_LISTED,
-			"issues": [vars(problem) for problem in problems[:MAX_LISTED]],
+			# Copies: Frappe adds `doctype` to the dicts of child rows it is given.
+			"issues": [dataclasses.asdict(problem) for problem in problems[:MAX_LISTED]],
 			**values,
 		}
 	).insert(ignore_permissions=True)
@@ -44,7 +46,9 @@ def save_report(scope: str, problems: Iterable[Problem], summary: str, **values)
 				"attached_to_name": report.name,
 				"attached_to_field": "details_file",
 				"is_private": 1,
-				"content": json.dumps([vars(problem) for problem in problems], ensure_ascii=False, indent=1),
+				"content": json.dumps(
+					[dataclasses.asdict(problem) for problem in problems], ensure_ascii=False, indent=1
+				),
 			}
 		).insert(ignore_permissions=True)
 		report.db_set("details_file", file.file_url)
@@ -54,8 +58,20 @@ def save_report(scope: str, problems: Iterable[Problem], summary: str, **values)
 def report_problems(report: "frappe.Document") -> list[Problem]:
 	"""Every problem of a report, from the attached JSON when the table was truncated."""
 	if report.issues_truncated and report.details_file:
-		file = frappe.get_doc("File", {"file_url": report.details_file})
-		return [Problem(**row) for row in json.loads(file.get_content())]
+		# This report's own attachment: Frappe gives files of equal content one URL.
+		file = frappe.get_doc(
+			"File",
+			{
+				"attached_to_doctype": DOCTYPE,
+				"attached_to_name": report.name,
+				"attached_to_field": "details_file",
+			},
+		)
+		names = {f.name for f in dataclasses.fields(Problem)}
+		# Files written before the copy above also carry the `doctype` Frappe added.
+		return [
+			Problem(**{k: v for k, v in row.items() if k in names}) for row in json.loads(file.get_content())
+		]
 	return [
 		Problem(row.problem, row.path, row.reference_doctype, row.reference_name, row.detail)
 		for row in report.issues

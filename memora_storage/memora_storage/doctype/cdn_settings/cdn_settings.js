@@ -17,8 +17,12 @@ frappe.ui.form.on("CDN Settings", {
 						frappe.msgprint(__("Save the settings first: the rule uses the saved origins."));
 						return;
 					}
-					frm.call("apply_cors_rule").then((r) =>
-						frappe.show_alert({ message: r.message, indicator: "green" })
+					frm.call({ method: "apply_cors_rule", freeze: true }).then((r) =>
+						frappe.msgprint({
+							title: __("CORS rule applied"),
+							indicator: "green",
+							message: frappe.utils.escape_html(r.message),
+						})
 					);
 				},
 				__("CDN")

@@ -114,10 +114,13 @@ class CDNSettings(Document):
 			frappe.throw(_("Set the Bucket in CDN Settings and save before applying a CORS rule."))
 		origins = cdn_sync.cors_origins(frappe.db.get_single_value("CDN Settings", "cors_allowed_origins"))
 		try:
-			bucket.apply_cors(origins)
+			kept = bucket.apply_cors(origins)
 		except CdnError as e:
 			frappe.throw(str(e), title=_("CORS rule not applied"))
-		return _("Browsers on {0} may now fetch the content from the bucket.").format(", ".join(origins))
+		message = _("Browsers on {0} may now fetch the content from the bucket.").format(", ".join(origins))
+		if kept:
+			message += " " + _("The bucket's {0} other CORS rule(s) were kept.").format(kept)
+		return message
 
 	def on_update(self):
 		before = self.get_doc_before_save()
@@ -160,10 +163,20 @@ def _judged_cdn(doc: Document) -> tuple:
 
 
 def validate_origin(origin: str) -> None:
-	"""`*`, or scheme://host[:port] with no path, as browsers send in Origin (`*.` wildcards allowed)."""
+	"""`*`, or scheme://host[:port] and nothing more, as browsers send in Origin; S3 allows one `*`
+	wildcard in it (https://*.example.com)."""
 	parsed = urlparse(origin)
+	try:
+		port_ok = parsed.port != 0
+	except ValueError:  # a port that is not a number, or out of range
+		port_ok = False
 	if origin == "*" or (
-		parsed.scheme in ("http", "https") and parsed.netloc and not parsed.path and not parsed.query
+		parsed.scheme in ("http", "https")
+		and bool(parsed.hostname)
+		and port_ok
+		and origin == f"{parsed.scheme}://{parsed.netloc}"  # no path, query or fragment, not even empty
+		and "@" not in parsed.netloc
+		and origin.count("*") <= 1
 	):
 		return
 	frappe.throw(
