@@ -107,9 +107,6 @@ def parent_path_of(content_type: ContentType, doc) -> str | None:
 		return None
 
 
-_NOT_WRITTEN = delivery.Delivery(on_cdn=False, sha256=None)
-
-
 @dataclass
 class RenderContext:
 	"""One settings snapshot per batch of files, so all their links point the same way."""
@@ -125,7 +122,7 @@ class RenderContext:
 		if not self.url_settings.uses_cdn:
 			return [resolve_url(path, self.url_settings, False) for path in paths_]
 		return [
-			delivery.resolve(path, self.url_settings, state or _NOT_WRITTEN)
+			delivery.link_url(path, self.url_settings, state)
 			for path, state in zip(paths_, delivery.states_of(paths_), strict=True)
 		]
 

@@ -191,6 +191,15 @@ def url_settings_of(raw: bytes, failover: bytes | None = None) -> UrlSettings:
 	return _url_settings(raw, failover, "" if values["local_domain"] else get_url())
 
 
+def link_url(path: str, url_settings: UrlSettings, state: Delivery | None) -> str:
+	"""The URL a file's link to `path` carries: a child with no row has not been written yet, so it
+	is linked locally whatever the settings (the API, by contrast, follows the settings for it)."""
+	return resolve(path, url_settings, state or _NOT_WRITTEN)
+
+
+_NOT_WRITTEN = Delivery(on_cdn=False, sha256=None)
+
+
 def resolve(path: str, url_settings: UrlSettings, state: Delivery | None) -> str:
 	"""The URL of `path` under one snapshot, given its delivery (None: no row, follow the settings)."""
 	if state is None:

@@ -57,13 +57,12 @@ def tick() -> str | None:
 	slot_ms = int(interval_ms * SLOT_SHARE)
 	if not redis.Redis.set(frappe.cache, frappe.cache.make_key(PROBE_SLOT), 1, nx=True, px=slot_ms):
 		return None
-	return probe()
+	return probe(values["cdn_base_url"])
 
 
-def probe() -> str:
-	"""Fetch the canary through the CDN Base URL and record the outcome; an edge that answers 403/404
-	is given the canary once (a new bucket, a prefix changed) and asked again."""
-	base = settings.get_settings()["cdn_base_url"]
+def probe(base: str) -> str:
+	"""Fetch the canary through the CDN Base URL `base` and record the outcome; an edge that answers
+	403/404 is given the canary once (a new bucket, a prefix changed) and asked again."""
 	result = edge_probe.probe(base)
 	if not result.ok and result.missing and _upload_canary():
 		result = edge_probe.probe(base)

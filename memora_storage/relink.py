@@ -19,12 +19,12 @@ from frappe.utils import now_datetime
 from memora_storage import content_files, delivery, jobs, progress, settings
 from memora_storage.utils import links
 from memora_storage.utils.resolver import UrlSettings
+from memora_storage.utils.store import ContentStore
 
 BATCH_SIZE = 512
 BASES_KEY = "memora_storage_link_bases"  # every URL base files may still carry (a DefaultValue row)
 BASES_PARENT = "__memora_storage"
 MAX_BASES = 32
-_NOT_WRITTEN = delivery.Delivery(on_cdn=False, sha256=None)
 
 # Assignments run left to right and see the values set before them: the schedule is decided from the
 # row's status as it was, then the status from the version the file now holds. A row being sent
@@ -63,6 +63,7 @@ def relink() -> dict[str, int]:
 			listed[row.parent_path].append(row.path)
 	states = dict(zip(by_path, delivery.states_of(list(by_path)), strict=True))
 	counts = {"files": len(listed), "rewritten": 0, "unchanged": 0, "failed": 0, "queued": 0}
+	store = settings.content_store()
 	user = frappe.session.user if "System Manager" in frappe.get_roles() else None
 	with progress.Task(_("Re-linking content files"), user=user, notification_log=False) as task:
 		done = 0
@@ -73,7 +74,7 @@ def relink() -> dict[str, int]:
 					task.done(_("Stopped: where URLs point changed, and a new relink follows."), "orange")
 					return counts
 				batch = level[start : start + BATCH_SIZE]
-				_relink_batch(batch, snapshot, bases, by_path, states, counts)
+				_relink_batch(store, batch, snapshot, bases, by_path, states, counts)
 				done += len(batch)
 				task.progress(done, len(listed), _("Files re-linked: {0} of {1}").format(done, len(listed)))
 		task.done(
@@ -112,6 +113,7 @@ def _levels(listed: dict[str, list[str]], by_path: dict) -> list[list[str]]:
 
 
 def _relink_batch(
+	store: ContentStore,
 	batch: list[str],
 	snapshot: UrlSettings,
 	bases: links.Bases,
@@ -119,10 +121,9 @@ def _relink_batch(
 	states: dict[str, delivery.Delivery | None],
 	counts: dict[str, int],
 ) -> None:
-	store = settings.content_store()
 
 	def url_for(path: str) -> str:
-		return delivery.resolve(path, snapshot, states.get(path) or _NOT_WRITTEN)
+		return delivery.link_url(path, snapshot, states.get(path))
 
 	def transform(path: str, data: bytes) -> bytes | None:
 		return links.rewrite(data, bases, url_for)
