@@ -1,5 +1,12 @@
-"""Shared fixtures for the core tests: a real S3 endpoint (moto's server over HTTP) and fresh buckets on it."""
+"""Shared fixtures for the core tests: a real S3 endpoint (moto's server over HTTP), fresh buckets on it,
+and a Redis server of the test session's own."""
 
+import collections
+import os
+import shutil
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +30,54 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
 	server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log").start()
 	yield server
 	server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+	"""A Redis server on a free port for the session (MEMORA_TEST_REDIS names another instead)."""
+	if url := os.environ.get("MEMORA_TEST_REDIS"):
+		yield url
+		return
+	command = shutil.which("redis-server") or "/usr/sbin/redis-server"
+	if not os.path.exists(command):
+		pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+	port = s3_helpers.free_port()
+	folder = tmp_path_factory.mktemp("redis")
+	server = subprocess.Popen(
+		[command, "--port", str(port), "--bind", s3_helpers.HOST, "--save", "", "--appendonly", "no"],
+		cwd=folder,
+		stdout=open(folder / "redis.log", "wb"),
+		stderr=subprocess.STDOUT,
+	)
+	url = f"redis://{s3_helpers.HOST}:{port}/0"
+	deadline = time.monotonic() + 10
+	while not _answers(port):
+		if server.poll() is not None or time.monotonic() > deadline:
+			server.kill()
+			raise RuntimeError(f"redis-server did not start: {(folder / 'redis.log').read_text()[-2000:]}")
+		time.sleep(0.05)
+	yield url
+	server.terminate()
+	server.wait(10)
+
+
+def _answers(port: int) -> bool:
+	try:
+		with socket.create_connection((s3_helpers.HOST, port), timeout=0.5) as sock:
+			sock.sendall(b"PING\r\n")
+			return sock.recv(16).startswith(b"+PONG")
+	except OSError:
+		return False
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+	"""One line counting skips by reason, so two machines' runs can be compared at a glance."""
+	reasons: collections.Counter = collections.Counter()
+	for report in terminalreporter.stats.get("skipped", []):
+		reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+		reasons[reason.removeprefix("Skipped: ")] += 1
+	summary = "; ".join(f"{count} × {reason}" for reason, count in sorted(reasons.items()))
+	terminalreporter.write_line(f"skips: {sum(reasons.values())}" + (f" ({summary})" if summary else ""))
 
 
 def make_config(endpoint_url: str, bucket: str, **overrides) -> S3Config:

@@ -4,9 +4,7 @@ boto3 talks HTTP to these exactly as it talks to a production bucket; nothing is
 """
 
 import collections
-import contextlib
 import hashlib
-import json
 import os
 import re
 import socket
@@ -17,8 +15,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -104,31 +100,6 @@ class MotoServer:
 		return counts
 
 
-@contextlib.contextmanager
-def iam_keys(
-	server: MotoServer, admin_keys: tuple[str, str], statements: list[dict]
-) -> Iterator[tuple[str, str]]:
-	"""Keys of a fresh IAM user held to the policy `statements`, with moto checking signatures and
-	policies until the block ends (then the user is removed)."""
-	iam = raw_client(server.url, *admin_keys, service="iam")
-	user = f"memora-{uuid.uuid4().hex[:8]}"
-	iam.create_user(UserName=user)
-	iam.put_user_policy(
-		UserName=user,
-		PolicyName="memora",
-		PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
-	)
-	key = iam.create_access_key(UserName=user)["AccessKey"]
-	server.set_auth(True)
-	try:
-		yield key["AccessKeyId"], key["SecretAccessKey"]
-	finally:
-		server.set_auth(False)
-		iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
-		iam.delete_user_policy(UserName=user, PolicyName="memora")
-		iam.delete_user(UserName=user)
-
-
 # 501 NotImplemented: what community MinIO answers to the bucket CORS calls.
 _STATUS_CODES = {403: "AccessDenied", 500: "InternalError", 501: "NotImplemented", 503: "SlowDown"}
 
@@ -144,6 +115,8 @@ class FaultProxy:
 	for `delay` seconds before forwarding it, as a slow or congested endpoint).
 	`stop_after` makes the endpoint vanish (connections refused, open ones cut) after that many
 	requests, as when a CDN goes down in the middle of a sync.
+	`denied` holds IAM actions (`s3:PutBucketCORS`, ...) answered 403 AccessDenied, as a store does to
+	keys whose policy lacks them; the other requests go through.
 	"""
 
 	def __init__(self, upstream_port: int):
@@ -154,6 +127,7 @@ class FaultProxy:
 		self.fault_after = 0
 		self.stop_after: int | None = None
 		self.delay = 2.0
+		self.denied: set[str] = set()
 		self.seen = 0
 		self.forwarded: collections.Counter = collections.Counter()
 		self._lock = threading.Lock()
@@ -217,7 +191,9 @@ class FaultProxy:
 				fault = self.fault if self.seen > self.fault_after else None
 				stop_now = self.stop_after is not None and self.seen >= self.stop_after
 				release = self._release
-			if isinstance(fault, int):
+			if s3_action(head) in self.denied:
+				client.sendall(_error_response(403, method))
+			elif isinstance(fault, int):
 				client.sendall(_error_response(fault, method))
 			elif fault == "hang":
 				release.wait(60)
@@ -260,6 +236,27 @@ class FaultProxy:
 			while chunk := upstream.recv(65536):
 				chunks.append(chunk)
 		return b"".join(chunks)
+
+
+# Bucket sub-resources whose IAM action is named after them rather than after the object calls.
+_SUBRESOURCE_ACTIONS = {"cors": "BucketCORS", "policy": "BucketPolicy", "acl": "BucketAcl"}
+_OBJECT_ACTIONS = {"GET": "GetObject", "HEAD": "GetObject", "PUT": "PutObject", "DELETE": "DeleteObject"}
+
+
+def s3_action(head: bytes) -> str:
+	"""The IAM action a request needs, from its request line (path-style addressing)."""
+	method, target = head.split(b" ", 2)[:2]
+	method, target = method.decode(), target.decode()
+	path, _, query = target.partition("?")
+	params = {item.partition("=")[0] for item in query.split("&") if item}
+	for name, action in _SUBRESOURCE_ACTIONS.items():
+		if name in params:
+			return f"s3:{'Get' if method == 'GET' else 'Put' if method == 'PUT' else 'Delete'}{action}"
+	if method == "POST" and "delete" in params:
+		return "s3:DeleteObject"
+	if path.strip("/").count("/") == 0:
+		return "s3:ListBucket"
+	return f"s3:{_OBJECT_ACTIONS.get(method, method)}"
 
 
 def _read_head(client: socket.socket) -> tuple[bytes, bytes] | None:

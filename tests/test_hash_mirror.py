@@ -1,4 +1,4 @@
-"""HashMirror against the real Redis on 127.0.0.1:6379: answers from memory, never after a write it missed."""
+"""HashMirror against a real Redis server: answers from memory, never after a write it missed."""
 
 import os
 import time
@@ -9,17 +9,10 @@ import redis
 
 from memora_storage.utils.hash_mirror import HashMirror
 
-URL = os.environ.get("MEMORA_TEST_REDIS", "redis://127.0.0.1:6379/0")
-
 
 @pytest.fixture
-def client() -> redis.Redis:
-	client = redis.Redis.from_url(URL)
-	try:
-		client.ping()
-	except redis.ConnectionError as e:
-		pytest.skip(f"no Redis at {URL}: {e}")
-	return client
+def client(redis_url: str) -> redis.Redis:
+	return redis.Redis.from_url(redis_url)
 
 
 @pytest.fixture
@@ -53,8 +46,8 @@ def test_repeated_reads_are_answered_from_memory(client: redis.Redis, key: bytes
 	assert calls(client) == before
 
 
-def test_a_write_by_another_client_is_seen_at_once(client: redis.Redis, key: bytes) -> None:
-	other = redis.Redis.from_url(URL)
+def test_a_write_by_another_client_is_seen_at_once(client: redis.Redis, key: bytes, redis_url: str) -> None:
+	other = redis.Redis.from_url(redis_url)
 	client.hset(key, "path", "c1")
 	mirror = HashMirror(client, key)
 	assert mirror.get(["path"]) == [b"c1"]
@@ -67,9 +60,9 @@ def test_a_write_by_another_client_is_seen_at_once(client: redis.Redis, key: byt
 	assert max(delays) < 0.1, delays
 
 
-def test_a_read_racing_a_write_is_not_kept(client: redis.Redis, key: bytes) -> None:
+def test_a_read_racing_a_write_is_not_kept(client: redis.Redis, key: bytes, redis_url: str) -> None:
 	"""Many writes while the mirror reads: once writes stop, it answers the last value, not a stale one."""
-	other = redis.Redis.from_url(URL)
+	other = redis.Redis.from_url(redis_url)
 	mirror = HashMirror(client, key)
 	for version in range(300):
 		other.hset(key, "path", str(version))
@@ -79,7 +72,7 @@ def test_a_read_racing_a_write_is_not_kept(client: redis.Redis, key: bytes) -> N
 	assert mirror.get(["path"]) == [b"299"]
 
 
-def test_a_forked_child_starts_its_own_listener(client: redis.Redis, key: bytes) -> None:
+def test_a_forked_child_starts_its_own_listener(client: redis.Redis, key: bytes, redis_url: str) -> None:
 	client.hset(key, "path", "parent")
 	mirror = HashMirror(client, key)
 	assert mirror.get(["path"]) == [b"parent"]
@@ -88,7 +81,7 @@ def test_a_forked_child_starts_its_own_listener(client: redis.Redis, key: bytes)
 	if pid == 0:  # the child: an RQ work horse inherits the parent's copy but not its thread
 		ok = False
 		try:
-			child_client = redis.Redis.from_url(URL)
+			child_client = redis.Redis.from_url(redis_url)
 			first = mirror.get(["path"]) == [b"parent"] and mirror.live
 			child_client.hset(key, "path", "child")
 			deadline = time.monotonic() + 2

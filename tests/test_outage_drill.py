@@ -51,7 +51,7 @@ def test_nginx_config_keeps_bench_rule():
 	"""The drill's nginx serves `/files/` with the very rule `bench setup nginx` writes."""
 	template = bench_template()
 	if template is None:
-		pytest.skip("frappe-bench is not installed (no `bench` on PATH): no template to compare with")
+		pytest.skip("frappe-bench is not installed (pip install -e '.[test]'): no template to compare with")
 	assert bench_template_drift(template) == []
 
 

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import ACCESS_KEY, SECRET_KEY, make_config, raw_client
-from s3_helpers import FaultProxy, MotoServer, free_port, iam_keys
+from s3_helpers import FaultProxy, MotoServer, free_port
 
 from memora_storage.utils import canonical, s3
 from memora_storage.utils.paths import InvalidPathError
@@ -381,30 +381,24 @@ def test_cors_on_a_missing_bucket_fails_clearly(moto_server: MotoServer) -> None
 
 
 def test_cors_refusals_name_the_missing_permission(
-	cdn: CdnBucket, moto_server: MotoServer, bucket_name: str
+	cdn: CdnBucket, proxy: FaultProxy, proxied_cdn: CdnBucket, bucket_name: str
 ) -> None:
+	"""Keys without a CORS permission: the store answers AccessDenied to just that call."""
 	cdn.client.put_bucket_cors(Bucket=bucket_name, CORSConfiguration={"CORSRules": [FOREIGN_RULE]})
-	allow_all = {"Effect": "Allow", "Action": "*", "Resource": "*"}
-	deny = {"Effect": "Deny", "Action": "s3:PutBucketCORS", "Resource": "*"}
-	with iam_keys(moto_server, (ACCESS_KEY, SECRET_KEY), [allow_all, deny]) as (access_key, secret_key):
-		bucket = CdnBucket(
-			make_config(moto_server.url, bucket_name, access_key=access_key, secret_key=secret_key)
-		)
-		with pytest.raises(CdnError) as raised:
-			bucket.apply_cors([APP])
+	proxy.denied = {"s3:PutBucketCORS"}
+	with pytest.raises(CdnError) as raised:
+		proxied_cdn.apply_cors([APP])
 	assert raised.value.kind is CdnErrorKind.ACCESS_DENIED
 	assert str(raised.value) == (
 		"CORS update failed: access denied, the keys need the s3:PutBucketCORS permission on the bucket [AccessDenied]"
 	)
 	assert cdn.cors_rules() == [FOREIGN_RULE]  # nothing was written
+	assert proxy.forwarded["GET"] == 1  # the rules were read first; the write was refused
 
-	deny = {"Effect": "Deny", "Action": "s3:GetBucketCORS", "Resource": "*"}
-	with iam_keys(moto_server, (ACCESS_KEY, SECRET_KEY), [allow_all, deny]) as (access_key, secret_key):
-		bucket = CdnBucket(
-			make_config(moto_server.url, bucket_name, access_key=access_key, secret_key=secret_key)
-		)
-		result = bucket.probe(cors_origins=[APP])
+	proxy.denied = {"s3:GetBucketCORS"}
+	result = proxied_cdn.probe(cors_origins=[APP])
 	assert result.ok  # the keys may do all the app does: the connection works
+	assert [step.name for step in result.steps] == ["write", "read", "list", "delete", "cors"]
 	assert result.steps[-1].warning
 	assert "the keys need the s3:GetBucketCORS permission" in result.steps[-1].message
 

@@ -11,6 +11,7 @@ missing file. nginx runs in the foreground with its own prefix (pid, logs, temp 
 No Frappe import here: the core tests and the benchmarks use it too.
 """
 
+import importlib.util
 import os
 import pwd
 import re
@@ -232,7 +233,13 @@ class Nginx:
 
 
 def bench_template() -> Path | None:
-	"""frappe-bench's nginx template, found through the `bench` command on PATH, if installed."""
+	"""frappe-bench's nginx template: from this interpreter's packages (the test extra installs it),
+	else through the `bench` command on PATH."""
+	spec = importlib.util.find_spec("bench")
+	if spec and spec.origin:
+		template = Path(spec.origin).parent / "config" / "templates" / "nginx.conf"
+		if template.exists():
+			return template
 	command = shutil.which("bench")
 	if not command:
 		return None
