@@ -3,9 +3,15 @@
 
 frappe.ui.form.on("CDN Settings", {
 	refresh(frm) {
+		// An access key is not a password a person chose: no strength meter (nor a request per keystroke
+		// that sends the secret to the server to be rated).
+		frm.get_field("secret_access_key").disable_password_checks();
+		// Blue only while URLs point to the CDN: Local Fallback Mode or the health probe's verdict
+		// (failover) send them to this server with Enable CDN still on.
+		const cdn_base = (frm.doc.cdn_base_url || "").replace(/\/+$/, "");
 		frm.set_intro(
 			__("Content URLs now point to: {0}", [frm.doc.current_base_url || "—"]),
-			frm.doc.enable_cdn && !frm.doc.local_fallback_mode ? "blue" : "orange"
+			frm.doc.enable_cdn && cdn_base && frm.doc.current_base_url === cdn_base ? "blue" : "orange"
 		);
 		if (frm.doc.bucket) {
 			frm.add_custom_button(__("Test Connection"), () => test_connection(frm), __("CDN"));
