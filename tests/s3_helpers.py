@@ -112,7 +112,8 @@ class FaultProxy:
 	byte of a PUT body before forwarding); "corrupt-etag" (alter the ETag in PUT and HEAD answers);
 	"kms-etag" (every ETag, in PUT, HEAD and listing answers alike, becomes another hex string, as
 	on a bucket with SSE-KMS where the ETag is not the MD5 of the bytes); "slow-put" (hold each PUT
-	for `delay` seconds before forwarding it, as a slow or congested endpoint).
+	for `delay` seconds before forwarding it, as a slow or congested endpoint; `peak_held` counts the
+	most PUTs held at once, i.e. how many requests the client really had in flight).
 	`stop_after` makes the endpoint vanish (connections refused, open ones cut) after that many
 	requests, as when a CDN goes down in the middle of a sync.
 	`denied` holds IAM actions (`s3:PutBucketCORS`, ...) answered 403 AccessDenied, as a store does to
@@ -130,6 +131,8 @@ class FaultProxy:
 		self.denied: set[str] = set()
 		self.seen = 0
 		self.forwarded: collections.Counter = collections.Counter()
+		self.held = 0
+		self.peak_held = 0
 		self._lock = threading.Lock()
 		self._release = threading.Event()
 		self._listener: socket.socket | None = None
@@ -204,7 +207,14 @@ class FaultProxy:
 				if body is None:
 					return
 				if fault == "slow-put" and method == "PUT":
-					time.sleep(self.delay)
+					with self._lock:
+						self.held += 1
+						self.peak_held = max(self.peak_held, self.held)
+					try:
+						time.sleep(self.delay)
+					finally:
+						with self._lock:
+							self.held -= 1
 				if fault == "corrupt-body" and method == "PUT" and body:
 					body = body[:-1] + bytes([body[-1] ^ 0xFF])
 				response = self._forward(head, body)

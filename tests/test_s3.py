@@ -84,7 +84,13 @@ def test_list_and_delete_prefix_page_through_more_than_a_thousand(cdn: CdnBucket
 
 
 def test_delete_of_absent_object_succeeds(cdn: CdnBucket) -> None:
-	cdn.delete("units/never-there.json")
+	cdn.put("units/u1.json", DATA)
+	cdn.delete("units/never-there.json")  # no error, and nothing else goes
+	assert [item.path for item in cdn.list()] == ["units/u1.json"]
+	cdn.delete("units/u1.json")
+	assert cdn.head("units/u1.json") is None
+	cdn.delete("units/u1.json")  # absent now: still no error
+	assert list(cdn.list()) == []
 
 
 def test_probe_writes_reads_lists_deletes_and_leaves_nothing(cdn: CdnBucket, moto_server: MotoServer) -> None:

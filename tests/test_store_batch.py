@@ -73,7 +73,7 @@ def test_a_batch_rewrites_links_and_leaves_prev_and_unchanged_files_alone(
 	files = populate(content_store, 5)
 	already = subject_path(0)
 	content_store.write(already, subject(LOCAL, 0, "v2"))
-	unchanged_stat = os.stat(paths.resolve(content_store.root, already))
+	unchanged_stat = os.stat(paths.file_path(content_store.root, already))
 	missing = "plans/P/subjects/missing.json"
 	before_commit = []
 
@@ -91,8 +91,8 @@ def test_a_batch_rewrites_links_and_leaves_prev_and_unchanged_files_alone(
 	assert by_path[missing].error is None and not by_path[missing].changed
 	same = by_path[already]
 	assert not same.changed and same.old_sha256 == same.sha256 == canonical.sha256(subject(LOCAL, 0, "v2"))
-	assert os.stat(paths.resolve(content_store.root, already)).st_mtime_ns == unchanged_stat.st_mtime_ns
-	assert os.stat(paths.resolve(content_store.root, already)).st_ino == unchanged_stat.st_ino
+	assert os.stat(paths.file_path(content_store.root, already)).st_mtime_ns == unchanged_stat.st_mtime_ns
+	assert os.stat(paths.file_path(content_store.root, already)).st_ino == unchanged_stat.st_ino
 	changed = [p for p in files if p != already]
 	assert sorted(before_commit) == [(p, True) for p in sorted(changed)]
 	for n in range(1, 5):
@@ -107,7 +107,7 @@ def test_a_batch_rewrites_links_and_leaves_prev_and_unchanged_files_alone(
 		)
 		# A relink changes links, not content: the version to roll back to is still the first edition.
 		assert paths.prev_path(content_store.private_root, path).read_bytes() == subject(CDN, n, "v1")
-		assert os.stat(paths.resolve(content_store.root, path)).st_mode & 0o777 == 0o644
+		assert os.stat(paths.file_path(content_store.root, path)).st_mode & 0o777 == 0o644
 	assert temps(content_store) == []
 	assert sorted(os.listdir(content_store.root / "plans" / "P" / "subjects")) == sorted(
 		p.rpartition("/")[2] for p in files
@@ -137,7 +137,7 @@ def test_a_file_whose_folder_denies_the_write_fails_alone(content_store: Content
 	files = populate(content_store, 3)
 	victim = "plans/Locked/subjects/S9.json"
 	content_store.write(victim, subject(CDN, 9))
-	with writes_denied(paths.resolve(content_store.root, victim).parent):
+	with writes_denied(paths.file_path(content_store.root, victim).parent):
 		results = {r.path: r for r in content_store.rewrite_many([*files, victim], to_local)}
 	failed = results[victim]
 	assert not failed.changed and failed.old_sha256 == canonical.sha256(subject(CDN, 9))
@@ -196,6 +196,7 @@ def test_a_batch_the_disk_guard_refuses_changes_nothing(
 
 	monkeypatch.setattr(disk, "ensure_space", full)
 	results = content_store.rewrite_many(files, to_local)
+	assert [r.path for r in results] == sorted(files)  # one result per path, sorted
 	assert all(not r.changed and "the disk is full" in str(r.error) for r in results)
 	assert all(content_store.read(path) == data for path, data in files.items())
 	assert temps(content_store) == []
@@ -209,6 +210,7 @@ def test_a_failed_sync_replaces_nothing(content_store: ContentStore, monkeypatch
 
 	monkeypatch.setattr(store_module, "_sync_filesystem", broken)
 	results = content_store.rewrite_many(files, to_local)
+	assert [r.path for r in results] == sorted(files)  # one result per path, sorted
 	assert all(r.error is not None and r.error.errno == errno.EIO for r in results)
 	assert all(content_store.read(path) == data for path, data in files.items())
 	assert temps(content_store) == []
@@ -272,8 +274,9 @@ def test_a_concurrent_write_of_the_same_path_is_never_lost(content_store: Conten
 	listing = [subject_path(n) for n in range(50)]
 	seen, batches, newest = set(), 0, 0
 	while writer.is_alive() or batches == 0:
-		for result in content_store.rewrite_many(listing, to_local):
-			assert result.error is None
+		results = content_store.rewrite_many(listing, to_local)
+		assert [result.path for result in results] == sorted(listing)
+		assert all(result.error is None for result in results)
 		doc = json.loads(content_store.read(subject_path(0)))  # whole, never torn
 		edition = int(doc["edition"][1:]) if doc["edition"].startswith("w") else 0  # 0: as populated
 		# A batch re-links the version it read under the lock, the newest: it never brings back an older.

@@ -2,7 +2,7 @@
 
 import errno
 
-from conftest import write_content
+from conftest import make_config, write_content
 from s3_helpers import FaultProxy
 
 from memora_storage.utils import canonical
@@ -70,7 +70,20 @@ def test_one_failure_does_not_stop_the_others(content_store: ContentStore, cdn: 
 	assert sorted(item.path for item in cdn.list()) == sorted(files)
 
 
-def test_workers_default_to_the_connection_pool(content_store: ContentStore, cdn: CdnBucket) -> None:
-	files = write_content(content_store, 3)
-	results = Uploader(content_store, cdn).upload_many(files)
-	assert all(result.uploaded for result in results)
+def test_workers_default_to_the_connection_pool(
+	content_store: ContentStore, proxy: FaultProxy, bucket_name: str
+) -> None:
+	"""As many PUTs in flight at once as the pool has connections, or as `workers` says."""
+	files = write_content(content_store, 10)
+	bucket = CdnBucket(make_config(proxy.url, bucket_name, key_prefix="memora", max_pool_connections=4))
+	proxy.delay = 0.4
+	proxy.set_fault("slow-put")
+	results = Uploader(content_store, bucket).upload_many(files)
+	assert [result.path for result in results] == list(files)
+	assert all(result.ok and result.uploaded for result in results)
+	assert proxy.peak_held == 4
+
+	proxy.peak_held = 0
+	again = Uploader(content_store, bucket).upload_many(files, workers=2, synced={})
+	assert len(again) == 10 and all(result.uploaded for result in again)
+	assert proxy.peak_held == 2
