@@ -1,6 +1,6 @@
-"""Whitelisted methods: the URL resolver for frontends, and administrator actions on content files.
+"""Whitelisted methods: the URL API for frontends, and administrator actions on content files.
 
-`get_content_url` is the global resolver of FR-006: import it in Python
+`get_content_url` is the one public URL call: import it in Python
 (`from memora_storage.api import get_content_url`), call it in Jinja, or GET
 `/api/method/memora_storage.api.get_content_url?path=units/U1.json` without logging in. Only the
 HTTP calls are rate-limited: a page that renders a thousand URLs with the Jinja helper is one view.
@@ -15,15 +15,19 @@ from frappe import _
 from frappe.rate_limiter import rate_limit
 
 from memora_storage import (
-	cdn_sync,
-	content,
+	after_commit,
+	bucket,
 	content_files,
-	delivery,
+	delivery_hash,
 	disk_guard,
 	failover,
-	health,
 	jobs,
+	publishing,
+	scans,
 	settings,
+	uploads,
+	urls,
+	verification,
 )
 from memora_storage.utils import paths
 from memora_storage.utils.store import FileOperationError
@@ -59,7 +63,7 @@ def http_rate_limit(limit: int, seconds: int) -> Callable:
 
 def _resolve(paths_: list[str]) -> dict[str, str]:
 	try:
-		return delivery.get_content_urls(paths_)
+		return urls.urls_of(paths_)
 	except paths.InvalidPathError as e:
 		frappe.throw(_("Invalid content path: {0}").format(e), InvalidContentPath, title=_("Invalid path"))
 
@@ -91,11 +95,11 @@ def get_content_urls(paths: str | list[str]) -> dict[str, str]:
 
 @frappe.whitelist(methods=["POST"])
 def rollback(path: str) -> dict:
-	"""Make the previous version of a content file live again (FR-004); the CDN copy follows."""
+	"""Make the previous version of a content file live again; the CDN copy follows."""
 	frappe.only_for("System Manager")
 	try:
 		paths.validate_relpath(path)
-		delivery.mark_local(path)  # the CDN keeps the version being replaced until the upload lands
+		delivery_hash.mark_local(path)  # the CDN keeps the version being replaced until the upload lands
 		result = settings.content_store().rollback(path)
 	except paths.InvalidPathError as e:
 		frappe.throw(_("Invalid content path: {0}").format(e), InvalidContentPath)
@@ -108,17 +112,9 @@ def rollback(path: str) -> dict:
 		frappe.throw(
 			_("Could not roll back {0}: {1}").format(frappe.bold(path), e), title=_("Rollback failed")
 		)
-	row = (
-		frappe.db.get_value(
-			content_files.DOCTYPE,
-			content_files.row_name(path),
-			["reference_doctype", "reference_name", "parent_path"],
-			as_dict=True,
-		)
-		or frappe._dict()
-	)
+	row = content_files.references(path)
 	if content_files.record_write(result, row.reference_doctype, row.reference_name, row.parent_path):
-		content.write_parents([row.parent_path] if row.parent_path else [])
+		publishing.write_parents([row.parent_path] if row.parent_path else [])
 	frappe.msgprint(_("{0} rolled back to its previous version.").format(frappe.bold(path)), alert=True)
 	return {"path": result.path, "sha256": result.sha256, "size": result.size}
 
@@ -127,17 +123,17 @@ def rollback(path: str) -> dict:
 def rebuild_all() -> None:
 	"""Queue a re-render of every content file (e.g. after restoring a backup); the user sees its progress."""
 	frappe.only_for("System Manager")
-	frappe.db.after_commit.add(jobs.request_rebuild)
+	after_commit.once("rebuild", jobs.request_rebuild)
 	frappe.msgprint(_("All content files are being rebuilt in the background."), alert=True)
 
 
 @frappe.whitelist(methods=["POST"])
 def retry_sync(names: str | list[str]) -> int:
-	"""Start a fresh CDN schedule for Content File rows (the manual retry of FR-017)."""
+	"""Start a fresh CDN schedule for Content File rows (an administrator's retry)."""
 	frappe.only_for("System Manager")
 	if isinstance(names, str):
 		names = frappe.parse_json(names) if names.startswith("[") else [names]
-	count = cdn_sync.retry(names)
+	count = content_files.retry(names)
 	frappe.msgprint(_("{0} content files queued for the CDN.").format(count), alert=True)
 	return count
 
@@ -146,7 +142,7 @@ def retry_sync(names: str | list[str]) -> int:
 def retry_all_failed() -> int:
 	"""Retry every Content File whose CDN sync is Failed."""
 	frappe.only_for("System Manager")
-	return retry_sync(frappe.get_all(content_files.DOCTYPE, filters={"sync_status": "Failed"}, pluck="name"))
+	return retry_sync(content_files.failed_names())
 
 
 @frappe.whitelist(methods=["POST"])
@@ -154,16 +150,10 @@ def verify_cdn() -> bool:
 	"""Queue a comparison of the bucket with the local files (it reads every file, so it is a job);
 	the user is told when its report is ready. False if a verification is already running."""
 	frappe.only_for("System Manager")
-	if not cdn_sync.get_bucket(require_enabled=False):
+	if not bucket.get_bucket(require_enabled=False):
 		frappe.throw(_("Set the Bucket in CDN Settings before verifying the CDN."))
-	job = frappe.enqueue(
-		"memora_storage.cdn_sync.verify_bucket",
-		queue="long",
-		job_id=cdn_sync.verify_job_id(),
-		deduplicate=True,
-		user=frappe.session.user,
-	)
-	if job:
+	queued = verification.enqueue(user=frappe.session.user)
+	if queued:
 		frappe.msgprint(
 			_("The CDN verification has started; you will be told when its report is ready."), alert=True
 		)
@@ -171,14 +161,14 @@ def verify_cdn() -> bool:
 		frappe.msgprint(
 			_("A CDN verification is already running; its report will appear in Content Health Report.")
 		)
-	return job is not None
+	return queued
 
 
 @frappe.whitelist(methods=["POST"])
 def test_connection() -> dict:
 	"""Write, read back, list and delete a probe object in the bucket; each step with its result."""
 	frappe.only_for("System Manager")
-	result = cdn_sync.test_connection()
+	result = bucket.test_connection()
 	return {
 		"ok": result.ok,
 		"message": result.message,
@@ -199,7 +189,7 @@ def test_connection() -> dict:
 def run_health_check(full: bool = False) -> bool:
 	"""Queue a health scan now; a full one compares every file with a fresh render. False if one is running."""
 	frappe.only_for("System Manager")
-	queued = health.enqueue(full=full, scope="Manual")
+	queued = scans.enqueue(full=full, scope="Manual")
 	if queued:
 		frappe.msgprint(
 			_("The health scan has started; its report will appear in Content Health Report."), alert=True
@@ -222,14 +212,14 @@ def disk_free(filters: str | dict | None = None) -> dict:
 def last_health_problems(filters: str | dict | None = None) -> dict:
 	"""Number card: problems found by the latest health scan."""
 	frappe.only_for("System Manager")
-	return health.last_report_problems()
+	return scans.last_report_problems()
 
 
 @frappe.whitelist()
 def uploads_waiting(filters: str | dict | None = None) -> dict:
 	"""Number card: files due for the CDN that wait because delivery is local (0 while uploads go)."""
 	frappe.only_for("System Manager")
-	return cdn_sync.waiting_card()
+	return uploads.waiting_card()
 
 
 @frappe.whitelist()
@@ -244,4 +234,4 @@ def delivery_status() -> dict:
 	"""For the Content File list: why due rows wait, if they do, and where URLs point."""
 	frappe.only_for("System Manager")
 	values = settings.get_settings()
-	return {"waiting": cdn_sync.waiting(), "delivery": failover.describe(values)}
+	return {"waiting": uploads.waiting(), "delivery": failover.describe(values)}

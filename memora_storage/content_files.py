@@ -1,21 +1,49 @@
-"""Content File rows: one per content path, recording the local file and what the CDN must receive.
+"""Content File rows: every state a content path can be in, and every transition between them.
 
-Every write, failure and removal lands here, so nothing the disk or the CDN missed is forgotten
-across restarts: a Pending local status is retried by the scheduler, and a Pending sync status is
-what the CDN upload queue works from. Rows are read FOR UPDATE and written with direct updates,
-so a save and a sync job that touch the same row at once serialise instead of failing. Each change
-of a row's version is mirrored in the delivery hash (`delivery.py`) that the resolver reads.
+One row per content path records the local file and what the CDN must receive. Nothing else in the
+app writes these rows, and every change of a path's version is mirrored in the delivery hash
+(`delivery_hash.py`) in the same call, so the URL decision and the record never disagree for long.
+
+Local status (the file on this server):
+	(none) ──record_write──▶ Written ◀──record_write── Pending, Failed, Deleted
+	any ──record_failure──▶ Pending   (a write or removal the disk refused; retried every minute)
+	any ──record_render_failure──▶ Failed   (a serialiser's bug; a code fix and a rebuild are needed)
+	Written, Pending ──record_removal──▶ Deleted   (and the CDN delete is queued)
+
+Sync status (what the CDN holds), with the operation (Upload or Delete) it is about:
+	Pending, Synced, Failed ──queue──▶ Pending (a fresh schedule; Syncing only learns the operation)
+	Pending (due) ──claim──▶ Syncing (a claim token)
+	Syncing ──release──▶ Pending   (the pass that claimed it died)
+	Syncing ──free_stuck──▶ Pending   (its worker died: claimed long ago)
+	Syncing ──mark_synced──▶ Synced   (the upload of the current version landed)
+	Syncing ──repair──▶ Synced   (what was sent is what the file holds: the row's version was stale)
+	Syncing ──mark_deleted──▶ (row removed)   (the CDN delete landed)
+	Syncing ──requeue──▶ Pending   (the row changed while it was sent: the new version goes next)
+	Syncing ──record_error──▶ Pending (backoff) or Failed (retries exhausted)
+	Pending ──resume_waiting──▶ Pending   (a fresh schedule once the CDN is back: waiting was not failing)
+	Synced, Pending ──record_relinked──▶ Synced or Pending   (links rewritten: Synced only at the
+		version the CDN holds)
+	Failed ──mark_alerted──▶ Failed   (System Managers told once)
+Refused: a claim of a row that is not due, or that another transaction holds; a finish of a row
+whose claim token changed (freed and claimed anew); a relink of a row whose version changed since
+it was read or that is being sent.
+
+Rows are read FOR UPDATE (SKIP LOCKED in the drain) and written with direct updates, so a save and
+a drain that touch the same row at once serialise instead of failing, and the drain never waits.
 """
 
+import datetime
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+import uuid
+from collections.abc import Callable, Iterable
 
 import frappe
 from frappe import _
-from frappe.utils import now_datetime
+from frappe.utils import add_to_date, now_datetime
 
-from memora_storage import delivery, jobs
+from memora_storage import after_commit, delivery_hash, jobs, settings
+from memora_storage.utils import backoff
 from memora_storage.utils.store import FileOperationError, WriteResult
 
 DOCTYPE = "Content File"
@@ -31,11 +59,29 @@ _FIELDS = (
 	"written_at",
 	"parent_path",
 )
+CLAIM_FIELDS = ["name", "path", "parent_path", "sync_operation", "sha256", "sync_claim"]
+STUCK_AFTER_MINUTES = 15  # a Syncing row this old lost its worker
+FINISH_WAIT_S = 30.0  # how long a finish waits for saves holding claimed rows before leaving them
+DRAIN_REQUEST = "drain"  # the after-commit key of a drain request
 
 
 def row_name(path: str) -> str:
 	"""A stable row name for a path: one live row per path, found without a query."""
 	return hashlib.sha1(path.encode("utf-8")).hexdigest()[:20]
+
+
+def is_on_cdn(
+	sync_status: str | None, sha256: str | None, synced_sha256: str | None, local_status: str | None
+) -> bool:
+	"""Whether the CDN holds a row's current version: synced at exactly that version."""
+	return local_status == "Written" and sync_status == "Synced" and bool(sha256) and sha256 == synced_sha256
+
+
+def delivery_state(row: frappe._dict) -> str:
+	"""The delivery hash's value for a row."""
+	return delivery_hash.state(
+		is_on_cdn(row.sync_status, row.sha256, row.synced_sha256, row.local_status), row.sha256
+	)
 
 
 def _locked_row(path: str) -> frappe._dict | None:
@@ -52,9 +98,9 @@ def _upsert(path: str, row: frappe._dict | None, values: dict) -> None:
 		frappe.db.set_value(DOCTYPE, row_name(path), values)
 
 
-def sync_values(operation: str, row: frappe._dict | None) -> dict:
-	"""Queue `operation` for the CDN; a row being synced right now only learns the new operation,
-	and the running job, which compares what it sent with the row when it ends, queues it again."""
+def _queued(operation: str, row: frappe._dict | None) -> dict:
+	"""The values of `queue`: a row being synced right now only learns the new operation, and the
+	running drain, which compares what it sent with the row when it finishes, queues it again."""
 	if row and row.sync_status == "Syncing":
 		return {"sync_operation": operation}
 	return {
@@ -68,12 +114,7 @@ def sync_values(operation: str, row: frappe._dict | None) -> dict:
 	}
 
 
-def _was_on_cdn(row: frappe._dict | None) -> bool:
-	return (
-		bool(row)
-		and delivery.row_state(row.sync_status, row.sha256, row.synced_sha256, row.local_status)[0]
-		== delivery.ON_CDN
-	)
+# Local transitions -------------------------------------------------------------------------------
 
 
 def record_write(
@@ -106,28 +147,17 @@ def record_write(
 		and row.sha256 == result.sha256
 	)
 	if not on_cdn and not queued:
-		values.update(sync_values("Upload", row))
+		values.update(_queued("Upload", row))
 	_upsert(result.path, row, values)
-	delivery.mark({result.path: delivery.state(on_cdn, result.sha256)})
+	delivery_hash.mark({result.path: delivery_hash.state(on_cdn, result.sha256)})
 	if not on_cdn:
 		request_drain_after_commit()
-	return _was_on_cdn(row) and not on_cdn
-
-
-def queue_upload(result: WriteResult) -> str:
-	"""Queue an upload even where the row says the CDN has it (a verification found otherwise)."""
-	row = _locked_row(result.path)
-	values = {"sha256": result.sha256, "size": result.size, **sync_values("Upload", row)}
-	if not row:
-		values.update(local_status="Written", written_at=now_datetime())
-	_upsert(result.path, row, values)
-	delivery.mark_local(result.path, result.sha256)
-	request_drain_after_commit()
-	return row_name(result.path)
+	was_on_cdn = bool(row) and is_on_cdn(row.sync_status, row.sha256, row.synced_sha256, row.local_status)
+	return was_on_cdn and not on_cdn
 
 
 def record_failure(path: str, doctype: str | None, name: str | None, error: FileOperationError) -> None:
-	"""Log a failed file operation once (FR-016) and mark the path Pending so it is retried."""
+	"""Log a failed file operation once and mark the path Pending so it is retried."""
 	row = _locked_row(path)
 	# A removal knows only the path: the row tells which (deleted) document the file belonged to.
 	doctype = doctype or (row and row.reference_doctype) or None
@@ -143,7 +173,7 @@ def record_failure(path: str, doctype: str | None, name: str | None, error: File
 		},
 	)
 	if not row:
-		delivery.mark_local(path)
+		delivery_hash.mark_local(path)
 	if not row or row.local_status != "Pending":
 		frappe.log_error(
 			title=_("Memora Storage: could not {0} {1}").format(error.operation, path)[:140],
@@ -186,14 +216,372 @@ def record_removal(path: str, is_folder: bool) -> None:
 		if not row or (row.local_status == "Deleted" and row.sync_operation == "Delete"):
 			continue
 		values = {"local_status": "Deleted", "local_error": None, "sha256": None, "size": 0}
-		values.update(sync_values("Delete", row))
+		values.update(_queued("Delete", row))
 		_upsert(file_path, row, values)
-		delivery.mark_local(file_path)
+		delivery_hash.mark_local(file_path)
 		request_drain_after_commit()
+
+
+def drop_folder_row(name: str) -> None:
+	"""A folder's row only carried a pending removal: once the folder is gone, so is the row."""
+	frappe.db.delete(DOCTYPE, {"name": name})
 
 
 def _escape_like(value: str) -> str:
 	return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# Sync transitions: queueing ----------------------------------------------------------------------
+
+
+def queue_upload(result: WriteResult) -> str:
+	"""Queue an upload even where the row says the CDN has it (a verification found otherwise)."""
+	row = _locked_row(result.path)
+	values = {"sha256": result.sha256, "size": result.size, **_queued("Upload", row)}
+	if not row:
+		values.update(local_status="Written", written_at=now_datetime())
+	_upsert(result.path, row, values)
+	delivery_hash.mark_local(result.path, result.sha256)
+	request_drain_after_commit()
+	return row_name(result.path)
+
+
+def retry(names: Iterable[str]) -> int:
+	"""Start a fresh schedule for these rows (an administrator's retry); the count of rows found."""
+	names = [name for name in names if frappe.db.exists(DOCTYPE, name)]
+	for name in names:
+		operation = frappe.db.get_value(DOCTYPE, name, "sync_operation", for_update=True) or "Upload"
+		frappe.db.set_value(DOCTYPE, name, {**_queued(operation, None), "sync_claim": None})
+	if names:
+		request_drain_after_commit()
+	return len(names)
+
+
+def resume_waiting(now: datetime.datetime) -> None:
+	"""The CDN is back: what waited for it is due now, with a fresh schedule (waiting was not failing)."""
+	frappe.db.sql(
+		"""update `tabContent File` set attempts=0, first_failure_at=null, next_attempt_at=%s
+		where sync_status='Pending'""",
+		now,
+	)
+
+
+def request_drain_after_commit() -> None:
+	"""Ask for the CDN drain once the rows this transaction wrote are visible to it (once per transaction)."""
+	after_commit.once(DRAIN_REQUEST, jobs.request_drain)
+
+
+def drain_running():
+	"""Inside the drain: what it writes, its own next pass sends, so no other drain is asked for."""
+	return after_commit.suppressed(DRAIN_REQUEST)
+
+
+# Sync transitions: the drain ---------------------------------------------------------------------
+
+
+def due(now: datetime.datetime, limit: int) -> list[frappe._dict]:
+	"""Pending rows whose next attempt is due, oldest first."""
+	return frappe.get_all(
+		DOCTYPE,
+		filters={"sync_status": "Pending", "next_attempt_at": ["<=", now]},
+		fields=CLAIM_FIELDS,
+		order_by="next_attempt_at asc",
+		limit=limit,
+	)
+
+
+def count_due(now: datetime.datetime) -> int:
+	return frappe.db.count(DOCTYPE, {"sync_status": "Pending", "next_attempt_at": ["<=", now]})
+
+
+def count_waiting() -> int:
+	"""Rows due for the CDN, whether or not their time has come."""
+	return frappe.db.count(DOCTYPE, {"sync_status": "Pending"})
+
+
+def in_flight(paths: Iterable[str]) -> set[str]:
+	"""The paths among these whose CDN work is not done yet (Pending or Syncing)."""
+	if not (paths := list(paths)):
+		return set()
+	return set(
+		frappe.get_all(
+			DOCTYPE,
+			filters={
+				"name": ["in", [row_name(path) for path in paths]],
+				"sync_status": ["in", ["Pending", "Syncing"]],
+			},
+			pluck="path",
+		)
+	)
+
+
+def listing_due_children(parents: set[str], due_at: datetime.datetime) -> set[str]:
+	"""The files among `parents` that list children whose uploads are still due or being sent."""
+	if not parents:
+		return set()
+	return set(
+		frappe.db.sql(
+			"""select distinct parent_path from `tabContent File`
+			where parent_path in %(parents)s and sync_operation='Upload'
+			and (sync_status='Syncing' or (sync_status='Pending' and next_attempt_at <= %(due_at)s))""",
+			{"parents": tuple(parents), "due_at": due_at},
+			pluck=True,
+		)
+	)
+
+
+def listing(paths: list[str]) -> set[str]:
+	"""The paths among these that list other files."""
+	if not paths:
+		return set()
+	return set(
+		frappe.get_all(DOCTYPE, filters={"parent_path": ["in", paths]}, pluck="parent_path", distinct=True)
+	)
+
+
+def claim(rows: list[frappe._dict], now: datetime.datetime) -> list[frappe._dict]:
+	"""Pending → Syncing for the rows still due that no transaction holds, under one new token; committed."""
+	if not rows:
+		return []
+	token = uuid.uuid4().hex
+	# SKIP LOCKED: a row a save holds right now waits for the next pass; the drain never waits on a
+	# lock, so it can never be one side of a deadlock with the saves it runs beside.
+	names = frappe.db.sql(
+		"""select name from `tabContent File`
+		where name in %(names)s and sync_status='Pending' and next_attempt_at <= %(now)s
+		for update skip locked""",
+		{"names": tuple(row.name for row in rows), "now": now},
+		pluck=True,
+	)
+	if names:
+		frappe.db.sql(
+			"""update `tabContent File` set sync_status='Syncing', sync_claim=%(token)s, modified=%(modified)s
+			where name in %(names)s""",
+			{"token": token, "names": tuple(names), "modified": now_datetime()},
+		)
+	frappe.db.commit()
+	return frappe.get_all(
+		DOCTYPE, filters={"sync_claim": token, "sync_status": "Syncing"}, fields=CLAIM_FIELDS
+	)
+
+
+def release(token: str) -> None:
+	"""Syncing → Pending for a claim whose pass died; what that pass wrote is rolled back first."""
+	frappe.db.rollback()
+	frappe.db.sql(
+		"update `tabContent File` set sync_status='Pending', sync_claim=null where sync_claim=%s and sync_status='Syncing'",
+		token,
+	)
+	frappe.db.commit()
+
+
+def free_stuck() -> None:
+	"""Syncing → Pending for claims older than a drain can live: their worker died."""
+	frappe.db.sql(
+		"""update `tabContent File` set sync_status='Pending', sync_claim=null
+		where sync_status='Syncing' and modified < %s""",
+		add_to_date(now_datetime(), minutes=-STUCK_AFTER_MINUTES),
+	)
+
+
+def finish(
+	rows: list[frappe._dict],
+	results: dict[str, tuple[str | None, Exception | None]],
+	now: datetime.datetime,
+	holds: Callable[[str, str | None], bool],
+) -> tuple[dict[str, str], dict[str, str]]:
+	"""Record each claimed row's outcome in a few statements, committed: `mark_synced`, `repair`,
+	`mark_deleted`, `requeue` or `record_error`. `results` maps each path to (SHA-256 sent, error);
+	`holds(path, sha256)` says whether the local file holds that version now.
+
+	Rows are taken with SKIP LOCKED, as in `claim`: one a save holds is finished once it commits.
+	Returns each row's outcome (synced, requeued, retry, failed) and the rows repaired (path → the
+	SHA-256 they had recorded).
+	"""
+	outcomes: dict[str, str] = {}
+	repaired: dict[str, str] = {}
+	waiting = {row.name: row for row in rows}
+	deadline = time.monotonic() + FINISH_WAIT_S
+	while waiting:
+		locked = frappe.db.sql(
+			"""select name, sync_operation, sha256, attempts, first_failure_at, sync_claim
+			from `tabContent File` where name in %(names)s for update skip locked""",
+			{"names": tuple(waiting)},
+			as_dict=True,
+		)
+		pairs = [(waiting.pop(row.name), row) for row in locked]
+		_record_outcomes(pairs, results, now, holds, outcomes, repaired)
+		frappe.db.commit()
+		if waiting:
+			gone = set(waiting) - set(
+				frappe.get_all(DOCTYPE, filters={"name": ["in", list(waiting)]}, pluck="name")
+			)
+			for name in gone:
+				outcomes[name] = "requeued"  # deleted meanwhile: nothing left to record
+				del waiting[name]
+		if waiting and time.monotonic() > deadline:
+			for name in waiting:  # still Syncing: the dispatcher frees them later
+				outcomes[name] = "requeued"
+			break
+		if waiting:
+			time.sleep(0.01)
+	return outcomes, repaired
+
+
+def _record_outcomes(
+	pairs: list[tuple[frappe._dict, frappe._dict]],
+	results: dict[str, tuple[str | None, Exception | None]],
+	now: datetime.datetime,
+	holds: Callable[[str, str | None], bool],
+	outcomes: dict[str, str],
+	repaired: dict[str, str],
+) -> None:
+	"""(claimed row, its locked current state) pairs: their outcomes, in one statement per kind."""
+	synced, deleted, requeued = [], [], {}
+	for row, now_row in pairs:
+		sent, error = results[row.path]
+		if now_row.sync_claim != row.sync_claim:
+			outcomes[row.name] = "requeued"  # freed as stuck and claimed anew
+			continue
+		changed = now_row.sync_operation != row.sync_operation or (
+			row.sync_operation == "Upload" and now_row.sha256 != sent
+		)
+		if changed and not error and now_row.sync_operation == row.sync_operation == "Upload":
+			if holds(row.path, sent):
+				# What we sent is what the file holds now: the row's version was stale (a write whose
+				# record was lost, or two renders recorded out of order). Sending it again would loop.
+				_repair(row.name, sent)
+				repaired[row.path] = now_row.sha256
+				outcomes[row.name] = "synced"
+				continue
+		if changed and not error:
+			requeued.setdefault(now_row.sync_operation, []).append(row.name)
+			outcomes[row.name] = "requeued"
+		elif not error:
+			(deleted if row.sync_operation == "Delete" else synced).append(row.name)
+			outcomes[row.name] = "synced"
+		else:
+			outcomes[row.name] = _record_error(now_row, error, now)
+	_mark_synced(synced)
+	_mark_deleted(deleted)
+	for operation, names in requeued.items():
+		_requeue(names, operation)
+
+
+_SYNCED = {
+	"sync_status": "Synced",
+	"attempts": 0,
+	"next_attempt_at": None,
+	"first_failure_at": None,
+	"last_error": None,
+	"sync_claim": None,
+}
+
+
+def _mark_synced(names: list[str]) -> None:
+	if names:
+		frappe.db.sql(
+			"""update `tabContent File` set sync_status='Synced', synced_sha256=sha256, last_synced_at=%(now)s,
+			attempts=0, next_attempt_at=null, first_failure_at=null, last_error=null, sync_claim=null
+			where name in %(names)s""",
+			{"names": tuple(names), "now": now_datetime()},
+		)
+
+
+def _repair(name: str, sent: str | None) -> None:
+	frappe.db.set_value(
+		DOCTYPE, name, {"sha256": sent, "synced_sha256": sent, "last_synced_at": now_datetime(), **_SYNCED}
+	)
+
+
+def _mark_deleted(names: list[str]) -> None:
+	if names:
+		frappe.db.delete(DOCTYPE, {"name": ["in", names]})
+
+
+def _requeue(names: list[str], operation: str) -> None:
+	frappe.db.set_value(
+		DOCTYPE,
+		{"name": ["in", names]},
+		{**_queued(operation, None), "sync_claim": None},
+		update_modified=False,
+	)
+
+
+def _record_error(row: frappe._dict, error: Exception, now: datetime.datetime) -> str:
+	attempts = (row.attempts or 0) + 1
+	first_failure = row.first_failure_at or now
+	next_at = backoff.next_attempt_at(attempts, first_failure, now)
+	frappe.db.set_value(
+		DOCTYPE,
+		row.name,
+		{
+			"sync_status": "Failed" if next_at is None else "Pending",
+			"attempts": attempts,
+			"first_failure_at": first_failure,
+			"next_attempt_at": next_at,
+			"last_error": str(error)[:1000],
+			"sync_claim": None,
+		},
+	)
+	return "failed" if next_at is None else "retry"
+
+
+def failed_unalerted() -> list[frappe._dict]:
+	"""Failed rows whose System Managers were not told yet."""
+	return frappe.get_all(
+		DOCTYPE,
+		filters={"sync_status": "Failed", "failure_alerted": 0},
+		fields=["name", "path", "sync_operation", "last_error"],
+		order_by="path asc",
+	)
+
+
+def mark_alerted(names: list[str]) -> None:
+	frappe.db.set_value(DOCTYPE, {"name": ["in", names]}, "failure_alerted", 1)
+
+
+def failed_names() -> list[str]:
+	return frappe.get_all(DOCTYPE, filters={"sync_status": "Failed"}, pluck="name")
+
+
+# Sync transitions: the relink --------------------------------------------------------------------
+
+
+def relinkable() -> list[frappe._dict]:
+	"""Every written file's row, for a relink: its path, the file listing it and its versions."""
+	return frappe.db.sql(
+		"""select name, path, parent_path, sha256, synced_sha256 from `tabContent File`
+		where local_status = 'Written'""",
+		as_dict=True,
+	)
+
+
+# Assignments run left to right and see the values set before them: the schedule is decided from the
+# row's status as it was, then the status from the version the file now holds. A row being sent
+# (Syncing) keeps its claim: the drain finds the new version and queues it again.
+_RELINKED = """update `tabContent File` set
+	next_attempt_at = case when sync_status = 'Synced' and ifnull(synced_sha256, '') != %(sha256)s
+		then %(now)s when sync_status != 'Syncing' and synced_sha256 = %(sha256)s then null
+		else next_attempt_at end,
+	attempts = case when sync_status != 'Syncing' and synced_sha256 = %(sha256)s then 0 else attempts end,
+	last_error = case when sync_status != 'Syncing' and synced_sha256 = %(sha256)s then null else last_error end,
+	sync_status = case when sync_status = 'Syncing' then sync_status
+		when synced_sha256 = %(sha256)s then 'Synced'
+		when sync_status = 'Synced' then 'Pending' else sync_status end,
+	sha256 = %(sha256)s, size = %(size)s, modified = %(now)s
+	where name = %(name)s and sha256 = %(old)s and local_status = 'Written'"""
+
+
+def record_relinked(updates: list[dict]) -> None:
+	"""Files whose links a relink rewrote: each {name, old, sha256, size, now}. Synced again where the
+	new bytes are the version the CDN holds, Pending where a Synced file now differs from it; a row
+	whose version changed since the relink read it is left alone."""
+	for values in updates:
+		frappe.db.sql(_RELINKED, values)
+
+
+# Reads -------------------------------------------------------------------------------------------
 
 
 def pending_writes(limit: int = 500) -> list[frappe._dict]:
@@ -207,29 +595,99 @@ def pending_writes(limit: int = 500) -> list[frappe._dict]:
 	)
 
 
-@contextmanager
-def drain_running() -> Iterator[None]:
-	"""Inside the drain: what it writes, its own next pass sends, so no other drain is asked for."""
-	frappe.flags.memora_drain_requested = True
-	try:
-		yield
-	finally:
-		frappe.flags.memora_drain_requested = False
+def count_pending_writes() -> int:
+	return frappe.db.count(DOCTYPE, {"local_status": "Pending"})
 
 
-def request_drain_after_commit() -> None:
-	"""Ask for the CDN drain once the rows this transaction wrote are visible to it (once per transaction)."""
-	if frappe.flags.memora_drain_requested:
-		return
-	frappe.flags.memora_drain_requested = True
-	frappe.db.after_commit.add(_request_drain)
-	frappe.db.after_rollback.add(_forget_request)
+def pending_write_errors() -> dict[str, str]:
+	"""Path → the error of each write waiting for a retry."""
+	rows = frappe.get_all(DOCTYPE, filters={"local_status": "Pending"}, fields=["path", "local_error"])
+	return {row.path: row.local_error or "" for row in rows}
 
 
-def _request_drain() -> None:
-	_forget_request()
-	jobs.request_drain()
+def local_error(path: str) -> str:
+	return frappe.db.get_value(DOCTYPE, row_name(path), "local_error") or ""
 
 
-def _forget_request() -> None:
-	frappe.flags.memora_drain_requested = False
+def exists(path: str) -> bool:
+	return bool(frappe.db.exists(DOCTYPE, row_name(path)))
+
+
+def changed_since(since: datetime.datetime) -> list[str]:
+	"""Paths written, failed or removed since `since`, and every path still waiting to be written."""
+	return frappe.get_all(
+		DOCTYPE, or_filters={"modified": [">=", since], "local_status": "Pending"}, pluck="path"
+	)
+
+
+def references(path: str) -> frappe._dict:
+	"""The document a path's file belongs to, and the file listing it (empty when there is no row)."""
+	return (
+		frappe.db.get_value(
+			DOCTYPE, row_name(path), ["reference_doctype", "reference_name", "parent_path"], as_dict=True
+		)
+		or frappe._dict()
+	)
+
+
+def written_references(paths: Iterable[str]) -> list[tuple[str, str]]:
+	"""The (DocType, name) of each written file among these paths."""
+	names = [row_name(path) for path in dict.fromkeys(paths)]
+	if not names:
+		return []
+	rows = frappe.get_all(
+		DOCTYPE,
+		filters={"name": ["in", names], "local_status": "Written"},
+		fields=["reference_doctype", "reference_name"],
+	)
+	return [(row.reference_doctype, row.reference_name) for row in rows if row.reference_doctype]
+
+
+def without_parent_path(doctypes: list[str]) -> list[frappe._dict]:
+	"""Rows of these DocTypes written before `parent_path` existed (a patch fills it in)."""
+	return frappe.get_all(
+		DOCTYPE,
+		filters={"parent_path": ["is", "not set"], "reference_doctype": ["in", doctypes]},
+		fields=["name", "reference_doctype", "reference_name"],
+	)
+
+
+def set_parent_path(name: str, parent_path: str) -> None:
+	frappe.db.set_value(DOCTYPE, name, "parent_path", parent_path, update_modified=False)
+
+
+# The delivery hash, from the rows ----------------------------------------------------------------
+
+
+def delivery_states(paths: list[str]) -> list[delivery_hash.Delivery | None]:
+	"""Each path's delivery read from the rows (None: no row), while Redis has lost the hash; a
+	rebuild of the hash is asked for."""
+	jobs.request(jobs.DELIVERY_HASH)
+	names = {row_name(path): path for path in paths}
+	rows = frappe.get_all(
+		DOCTYPE,
+		filters={"name": ["in", list(names)]},
+		fields=["path", "sync_status", "sha256", "synced_sha256", "local_status"],
+	)
+	found = {row.path: delivery_state(row) for row in rows}
+	return [delivery_hash.delivery_of(found[path].encode()) if path in found else None for path in paths]
+
+
+def rebuild_delivery_hash() -> int:
+	"""Fill the delivery hash from every row; a field written meanwhile (a newer mark) is kept."""
+	jobs.started(jobs.DELIVERY_HASH)
+	rows = frappe.db.sql(
+		"select path, sync_status, sha256, synced_sha256, local_status from `tabContent File`", as_dict=True
+	)
+	delivery_hash.fill(
+		((row.path, delivery_state(row)) for row in rows),
+		settings.saved_values(),
+		settings.stored_verdict(),
+	)
+	return len(rows)
+
+
+def ensure_delivery_hash() -> None:
+	"""Build the delivery hash now if it is missing (install, migrate)."""
+	if not delivery_hash.is_ready():
+		rebuild_delivery_hash()

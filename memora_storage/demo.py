@@ -8,8 +8,9 @@ site), `ensure_content_doctypes` creates minimal ones so the storage flow can be
 
 import frappe
 
-from memora_storage import content, settings
+from memora_storage import settings
 from memora_storage.api import get_content_url
+from memora_storage.content_map import get_content_map, path_of
 
 CONTENT_DOCTYPES = {
 	"Plan": [],
@@ -96,9 +97,8 @@ def run() -> None:
 	store = settings.content_store()
 	print(f"Content root: {store.root.resolve()}")
 	print(f"URLs point to: {settings.url_settings().base_url}")
-	ctx = content.new_context()
-	for doctype, content_type in ctx.content_map.items():
+	for doctype, content_type in get_content_map().items():
 		for name in frappe.get_all(doctype, pluck="name", order_by="name asc"):
-			path = content.path_of(content_type, frappe.get_doc(doctype, name))
+			path = path_of(content_type, frappe.get_doc(doctype, name))
 			state = "written" if store.exists(path) else "MISSING"
 			print(f"  {doctype:8} {name:24} {path:56} {state:8} {get_content_url(path)}")

@@ -1,4 +1,4 @@
-"""Disk guard, every minute (FR-013, SC-007): one alert when free space falls below the threshold, one
+"""Disk guard, every minute: one alert when free space falls below the threshold, one
 notice when it is back, silence in between.
 
 Writes below the threshold are refused by the store itself (and their Content File rows wait as Pending,
@@ -49,7 +49,7 @@ def _notify(alert: disk.DiskAlert) -> None:
 		subject = _("Memora Storage: disk space low, {0}% free").format(figures["free"])
 		template = "memora_storage_disk_low"
 	else:
-		figures["waiting"] = frappe.db.count(content_files.DOCTYPE, {"local_status": "Pending"})
+		figures["waiting"] = content_files.count_pending_writes()
 		subject = _("Memora Storage: disk space recovered, {0}% free").format(figures["free"])
 		template = "memora_storage_disk_recovered"
 	alerts.notify_system_managers(

@@ -9,7 +9,7 @@ CDN Health single (the record) and published in the delivery hash beside the set
 so every web and worker process follows it on its next call. An administrator's Local Fallback
 Mode and Enable CDN off always win: the resolver applies them before this state.
 
-Probes run in the per-scheduler-tick job `tasks.probe_cdn` (and between a drain's passes), each
+Probes run in the per-scheduler-tick job `tick` (and between a drain's passes), each
 only once `probe_interval` seconds have passed since the last: a minute by default, since Frappe's
 scheduler ticks every 60 s; `scheduler_tick_interval` in common_site_config.json lowers that.
 """
@@ -19,33 +19,18 @@ import redis
 from frappe import _
 from frappe.utils import add_to_date, format_datetime, now_datetime
 
-from memora_storage import alerts, delivery, jobs, settings
+from memora_storage import after_commit, alerts, bucket, content_files, delivery_hash, jobs, settings
 from memora_storage.utils import edge_probe
 from memora_storage.utils.s3 import CdnError, CdnErrorKind
 
-HEALTH = "CDN Health"
+HEALTH = settings.HEALTH
 PROBE = "CDN Probe"
 HEALTHY = "Healthy"
-DOWN = "Down"
+DOWN = settings.DOWN
 PROBE_SLOT = "memora_storage:probe-slot"  # held for one interval by the process that probes
 SLOT_SHARE = 0.9  # of the interval: a scheduler tick a little early still finds the slot free
 # The upload failures that say the bucket cannot be reached, as a failed probe of the edge does.
 CONNECTIVITY = (CdnErrorKind.UNREACHABLE, CdnErrorKind.TIMEOUT)
-
-
-def stored_values() -> dict:
-	"""The probe's verdict as the database holds it: the copy every process reads lives in Redis."""
-	health = frappe.db.get_singles_dict(HEALTH, cast=True)
-	return {"down": health.get("state") == DOWN, "since": str(health.get("changed_at") or "")}
-
-
-def is_down() -> bool:
-	"""Whether the probes took the CDN for down (whatever the settings say)."""
-	values = delivery.stored_failover()
-	if values is None:
-		values = stored_values()
-		delivery.fill_failover(values)
-	return bool(values["down"])
 
 
 def tick() -> str | None:
@@ -72,13 +57,11 @@ def probe(base: str) -> str:
 
 
 def _upload_canary() -> bool:
-	from memora_storage import cdn_sync
-
-	bucket = cdn_sync.get_bucket()
-	if not bucket:
+	cdn = bucket.get_bucket()
+	if not cdn:
 		return False
 	try:
-		bucket.put_canary(edge_probe.CANARY_PATH, edge_probe.CANARY_BYTES, edge_probe.CANARY_CACHE_CONTROL)
+		cdn.put_canary(edge_probe.CANARY_PATH, edge_probe.CANARY_BYTES, edge_probe.CANARY_CACHE_CONTROL)
 	except CdnError:
 		return False
 	return True
@@ -135,12 +118,7 @@ def record(
 	if changed:
 		update["changed_at"] = now
 	if changed == HEALTHY:
-		# What waited for the CDN is due now, with a fresh schedule: waiting was never failing.
-		frappe.db.sql(
-			"""update `tabContent File` set attempts=0, first_failure_at=null, next_attempt_at=%s
-			where sync_status='Pending'""",
-			now,
-		)
+		content_files.resume_waiting(now)
 	frappe.db.set_single_value(HEALTH, update)
 	frappe.db.commit()
 	if changed:
@@ -160,14 +138,14 @@ def reset(reason: str) -> None:
 		{"state": HEALTHY, "failed_probes": 0, "healthy_probes": 0, "failing_since": None, "changed_at": now},
 	)
 	redis.Redis.delete(frappe.cache, frappe.cache.make_key(PROBE_SLOT))
-	frappe.db.after_commit.add(lambda: _publish(False, now))
+	after_commit.once("publish-verdict", lambda: _publish(False, now))
 	if was_down:
-		frappe.db.after_commit.add(jobs.request_relink)
+		after_commit.once("relink", jobs.request_relink)
 		frappe.log_error(title=_("Memora Storage: CDN failover cleared"), message=reason)
 
 
 def _publish(down: bool, since) -> None:
-	delivery.publish_failover({"down": down, "since": str(since)})
+	delivery_hash.publish_failover({"down": down, "since": str(since)})
 
 
 def _announce(changed: str, before: dict, values: dict, error: str) -> None:

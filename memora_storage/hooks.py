@@ -5,28 +5,28 @@ app_description = "Local-first storage for generated JSON content, synced to an 
 app_email = "dev@memora.example"
 app_license = "mit"
 
-# Content documents (Plan, Subject, Unit by default; see memora_storage.content.get_content_map)
+# Content documents (Plan, Subject, Unit by default; see memora_storage.content_map.get_content_map)
 # are written to disk after their transaction commits. The handlers return at once for any
 # DocType outside the content map.
 doc_events = {
 	"*": {
-		"validate": "memora_storage.content.validate",
-		"on_update": "memora_storage.content.on_update",
-		"on_trash": "memora_storage.content.on_trash",
-		"after_rename": "memora_storage.content.after_rename",
+		"validate": "memora_storage.publishing.validate",
+		"on_update": "memora_storage.publishing.on_update",
+		"on_trash": "memora_storage.publishing.on_trash",
+		"after_rename": "memora_storage.publishing.after_rename",
 	},
-	# A change of what a mapped DocType publishes re-renders every file (memora_storage.published_fields).
+	# A change of what a mapped DocType publishes re-renders every file (memora_storage.meta_changes).
 	"DocType": {
-		"on_update": "memora_storage.published_fields.on_meta_change",
-		"on_trash": "memora_storage.published_fields.on_meta_change",
+		"on_update": "memora_storage.meta_changes.on_meta_change",
+		"on_trash": "memora_storage.meta_changes.on_meta_change",
 	},
 	"Custom Field": {
-		"on_update": "memora_storage.published_fields.on_meta_change",
-		"on_trash": "memora_storage.published_fields.on_meta_change",
+		"on_update": "memora_storage.meta_changes.on_meta_change",
+		"on_trash": "memora_storage.meta_changes.on_meta_change",
 	},
 	"Property Setter": {
-		"on_update": "memora_storage.published_fields.on_meta_change",
-		"on_trash": "memora_storage.published_fields.on_meta_change",
+		"on_update": "memora_storage.meta_changes.on_meta_change",
+		"on_trash": "memora_storage.meta_changes.on_meta_change",
 	},
 }
 
@@ -37,28 +37,28 @@ override_whitelisted_methods = {"frappe.client.get_count": "memora_storage.overr
 ignore_links_on_delete = ["Content File"]
 
 # Cron times are in the site's time zone. The hourly entry checks CDN Settings' business hours itself;
-# both health entries queue the scan on the long queue under one job id, so scans never overlap.
+# both scan entries queue the scan on the long queue under one job id, so scans never overlap.
 scheduler_events = {
 	"cron": {
 		# Seconds in the sixth field: queued at every scheduler tick (60 s unless scheduler_tick_interval in
 		# common_site_config.json is lower); the job itself keeps CDN Settings' probe interval.
 		"* * * * * */5": [
-			"memora_storage.tasks.probe_cdn",
+			"memora_storage.failover.tick",
 		],
 		"* * * * *": [
-			"memora_storage.tasks.retry_pending_writes",
-			"memora_storage.tasks.dispatch_cdn_sync",
-			"memora_storage.tasks.check_disk_space",
+			"memora_storage.publishing.retry_pending_writes",
+			"memora_storage.uploads.dispatch",
+			"memora_storage.disk_guard.check",
 		],
 		"0 * * * *": [
-			"memora_storage.tasks.hourly_health_check",
-			"memora_storage.published_fields.check",
+			"memora_storage.scans.hourly",
+			"memora_storage.meta_changes.check",
 		],
 		"30 1 * * *": [
-			"memora_storage.tasks.nightly_health_check",
+			"memora_storage.scans.nightly",
 		],
 		"30 2 * * *": [
-			"memora_storage.tasks.enqueue_verify_cdn",
+			"memora_storage.verification.nightly",
 		],
 	},
 }
@@ -68,19 +68,19 @@ scheduler_events = {
 default_log_clearing_doctypes = {"Content Health Report": 90, "CDN Probe": 7}
 
 # Python and Jinja callers are never rate-limited; only the HTTP endpoints in api.py are.
-jinja = {"methods": ["memora_storage.delivery.get_content_url"]}
+jinja = {"methods": ["memora_storage.api.get_content_url"]}
 
-# Where each path is served from lives in Redis (delivery.py); `bench clear-cache` must not drop it.
+# Where each path is served from lives in Redis (delivery_hash.py); `bench clear-cache` must not drop it.
 persistent_cache_keys = ["memora_storage:delivery*"]
-after_install = ["memora_storage.delivery.ensure_ready"]
+after_install = ["memora_storage.content_files.ensure_delivery_hash"]
 after_migrate = [
 	"memora_storage.settings.republish",
-	"memora_storage.delivery.rebuild",
-	"memora_storage.published_fields.after_migrate",
+	"memora_storage.content_files.rebuild_delivery_hash",
+	"memora_storage.meta_changes.after_migrate",
 ]
 
 # Another app may change the content map: a dotted path to a function that takes the map
-# (DocType -> memora_storage.content.ContentType) and returns it.
+# (DocType -> memora_storage.content_map.ContentType) and returns it.
 # memora_content_map = ["my_app.memora.content_map"]
 
 # DocType controllers carry generated type annotations of their fields (frappe.types).

@@ -1,14 +1,13 @@
-"""Content map, rendering, and the document events that keep the files in step with the database.
+"""What happens on save: a mapped document's file is rendered and written once its commit has landed.
 
 A save or delete of a mapped document is remembered during the request and carried out once the
 database commit has landed: files then always describe committed data, and a delete that a link
 check or a rollback undoes leaves the files alone. The save itself is never blocked by the disk:
 a write that fails (disk low, permission denied) is logged, marked Pending on its Content File
-row, and retried every minute by `tasks.retry_pending_writes` until it succeeds.
+row, and retried every minute by `retry_pending_writes` until it succeeds.
 """
 
 import enum
-import string
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -17,94 +16,30 @@ from dataclasses import dataclass, field
 import frappe
 from frappe import _
 from frappe.model.document import Document
-from frappe.utils.caching import site_cache
 
-from memora_storage import content_files, delivery, jobs, progress, published_fields, settings
+from memora_storage import (
+	after_commit,
+	content_files,
+	delivery_hash,
+	jobs,
+	progress,
+	published_fields,
+	settings,
+	urls,
+)
+from memora_storage.content_map import (
+	ContentType,
+	content_type_of,
+	existing_path,
+	folder_of,
+	get_content_map,
+	parent_of,
+	parent_path_of,
+	path_of,
+)
 from memora_storage.utils import canonical, paths
 from memora_storage.utils.resolver import UrlSettings
-from memora_storage.utils.resolver import get_content_url as resolve_url
 from memora_storage.utils.store import ContentStore, FileOperationError
-
-
-@dataclass(frozen=True)
-class ContentType:
-	"""How one DocType becomes a file: where it lives, which file lists it, which fields it publishes.
-
-	`fields` is a tuple of fieldnames or the dotted path of a rule (see `published_fields`).
-	"""
-
-	doctype: str
-	path: str
-	parent_field: str | None = None
-	parent_doctype: str | None = None
-	list_key: str | None = None
-	folder: str | None = None
-	serializer: str = "memora_storage.content.serialize"
-	fields: published_fields.Fields = published_fields.DEFAULT_RULE
-	order_by: str = "creation asc, name asc"
-
-	@property
-	def path_fields(self) -> list[str]:
-		return [name for _, name, _, _ in string.Formatter().parse(self.path) if name]
-
-
-DEFAULT_CONTENT_MAP = {
-	"Plan": ContentType("Plan", "plans/{name}/manifest.json", folder="plans/{name}"),
-	"Subject": ContentType(
-		"Subject",
-		"plans/{plan}/subjects/{name}.json",
-		parent_field="plan",
-		parent_doctype="Plan",
-		list_key="subjects",
-	),
-	"Unit": ContentType(
-		"Unit", "units/{name}.json", parent_field="subject", parent_doctype="Subject", list_key="units"
-	),
-}
-
-
-@site_cache()
-def get_content_map() -> dict[str, ContentType]:
-	"""The defaults, passed through every `memora_content_map` hook (a function taking and returning the map).
-
-	Kept per site and process (cleared with the cache): every document event of every DocType asks.
-	"""
-	content_map = dict(DEFAULT_CONTENT_MAP)
-	for hook in frappe.get_hooks("memora_content_map"):
-		content_map = frappe.get_attr(hook)(content_map)
-	return content_map
-
-
-def path_of(content_type: ContentType, doc) -> str | None:
-	"""The content path of a document or a row carrying the fields its path rule names.
-
-	None while a field of the rule other than the name is empty (a Subject without a Plan): such a
-	document has no place on disk until it is filled. Unsafe values raise InvalidPathError.
-	"""
-	values = {name: doc.get(name) for name in content_type.path_fields}
-	if any(not value for name, value in values.items() if name != "name"):
-		return None
-	return paths.render_path(content_type.path, values)
-
-
-def folder_of(content_type: ContentType, name: str) -> str | None:
-	return paths.render_path(content_type.folder, {"name": name}) if content_type.folder else None
-
-
-def parent_path_of(content_type: ContentType, doc) -> str | None:
-	"""The path of the file that lists this document (a Unit's Subject file), if any."""
-	parent_name = content_type.parent_doctype and doc.get(content_type.parent_field)
-	if not parent_name:
-		return None
-	parent_type = get_content_map()[content_type.parent_doctype]
-	fields = [name for name in parent_type.path_fields if name != "name"]
-	values = frappe.db.get_value(parent_type.doctype, parent_name, fields, as_dict=True) if fields else {}
-	if values is None:
-		return None
-	try:
-		return path_of(parent_type, frappe._dict(values, name=parent_name))
-	except paths.InvalidPathError:
-		return None
 
 
 @dataclass
@@ -115,15 +50,11 @@ class RenderContext:
 	url_settings: UrlSettings
 
 	def urls(self, paths_: list[str]) -> list[str]:
-		"""Links to these paths: the CDN only for those whose current version it holds (one Redis call).
-
-		A child with no Content File row yet has not been written: it is local, whatever the settings.
-		"""
-		if not self.url_settings.uses_cdn:
-			return [resolve_url(path, self.url_settings, False) for path in paths_]
+		"""Links to these paths (`urls.link_url`): the CDN only for those whose current version it
+		holds, read in one Redis call, and none while URLs point to this server anyway."""
+		states = urls.states_of(paths_) if self.url_settings.uses_cdn else [None] * len(paths_)
 		return [
-			delivery.link_url(path, self.url_settings, state)
-			for path, state in zip(paths_, delivery.states_of(paths_), strict=True)
+			urls.link_url(path, self.url_settings, state) for path, state in zip(paths_, states, strict=True)
 		]
 
 	def is_current(self) -> bool:
@@ -146,12 +77,12 @@ class RenderContext:
 				order_by=child.order_by,
 			)
 			rows = [
-				row for row in rows if _existing_path(child, row)
+				row for row in rows if existing_path(child, row)
 			]  # a child no file can carry is not listed
-			urls = self.urls([path_of(child, row) for row in rows])
+			links = self.urls([path_of(child, row) for row in rows])
 			listed[child.list_key] = [
 				{"name": row.name, "title": row.get(title_field) if title_field else row.name, "url": url}
-				for row, url in zip(rows, urls, strict=True)
+				for row, url in zip(rows, links, strict=True)
 			]
 		return listed
 
@@ -186,7 +117,7 @@ class Outcome(enum.Enum):
 def write_document(doc: Document, ctx: RenderContext, store: ContentStore) -> Outcome:
 	"""Render and write one document's file and record it."""
 	content_type = ctx.content_map[doc.doctype]
-	path = _existing_path(content_type, doc)
+	path = existing_path(content_type, doc)
 	if path is None:  # no place on disk yet, or never (a name saves refuse; the health scan names it)
 		return Outcome.WRITTEN
 	try:
@@ -195,7 +126,7 @@ def write_document(doc: Document, ctx: RenderContext, store: ContentStore) -> Ou
 		content_files.record_render_failure(path, doc.doctype, doc.name, e)
 		return Outcome.FAILED
 	# Clients are sent to this server before the file changes: the CDN still has the old bytes.
-	delivery.mark_local(path, canonical.sha256(data))
+	delivery_hash.mark_local(path, canonical.sha256(data))
 	try:
 		result = store.write(path, data)
 	except FileOperationError as e:
@@ -203,12 +134,6 @@ def write_document(doc: Document, ctx: RenderContext, store: ContentStore) -> Ou
 		return Outcome.FAILED
 	left_cdn = content_files.record_write(result, doc.doctype, doc.name, parent_path_of(content_type, doc))
 	return Outcome.LEFT_CDN if left_cdn else Outcome.WRITTEN
-
-
-def parent_of(content_type: ContentType, doc) -> tuple[str, str] | None:
-	if content_type.parent_doctype and (parent := doc.get(content_type.parent_field)):
-		return content_type.parent_doctype, parent
-	return None
 
 
 # Document events -------------------------------------------------------------------------------
@@ -226,8 +151,7 @@ def _pending() -> _Pending:
 	pending = getattr(frappe.local, "memora_storage_pending", None)
 	if pending is None:
 		pending = frappe.local.memora_storage_pending = _Pending()
-		frappe.db.after_commit.add(flush)
-		frappe.db.after_rollback.add(_forget)
+		after_commit.once("publish", flush, on_rollback=_forget)
 	return pending
 
 
@@ -235,13 +159,9 @@ def _forget() -> None:
 	frappe.local.memora_storage_pending = None
 
 
-def _content_type(doc: Document) -> ContentType | None:
-	return get_content_map().get(doc.doctype)
-
-
 def validate(doc: Document, method: str | None = None) -> None:
 	"""Refuse a name that cannot become a safe file path before anything is saved."""
-	if content_type := _content_type(doc):
+	if content_type := content_type_of(doc):
 		try:
 			path_of(content_type, doc)
 		except paths.InvalidPathError as e:
@@ -255,7 +175,7 @@ def validate(doc: Document, method: str | None = None) -> None:
 
 def on_update(doc: Document, method: str | None = None) -> None:
 	"""Queue this file and its parent's for writing after commit; a moved document leaves its old path."""
-	content_type = _content_type(doc)
+	content_type = content_type_of(doc)
 	if not content_type:
 		return
 	pending = _pending()
@@ -263,7 +183,7 @@ def on_update(doc: Document, method: str | None = None) -> None:
 	_queue_parent(pending, content_type, doc)
 	before = doc.get_doc_before_save()
 	if before:
-		old_path = _existing_path(content_type, before)
+		old_path = existing_path(content_type, before)
 		if old_path and old_path != path_of(content_type, doc):
 			pending.removals[old_path] = False
 		_queue_parent(pending, content_type, before)
@@ -271,37 +191,28 @@ def on_update(doc: Document, method: str | None = None) -> None:
 
 def on_trash(doc: Document, method: str | None = None) -> None:
 	"""Queue removal of the file (or the folder it owns) and a re-render of its parent."""
-	content_type = _content_type(doc)
+	content_type = content_type_of(doc)
 	if not content_type:
 		return
 	pending = _pending()
-	if path := _existing_path(content_type, doc):
+	if path := existing_path(content_type, doc):
 		pending.removals[path] = False
-	if folder := _existing_path(content_type, doc, folder=True):
+	if folder := existing_path(content_type, doc, folder=True):
 		pending.removals[folder] = True
 	pending.renders.pop((doc.doctype, doc.name), None)
 	_queue_parent(pending, content_type, doc)
 
 
-def _existing_path(content_type: ContentType, doc, folder: bool = False) -> str | None:
-	"""The path (or folder) a document's file may have; None for a name no file could ever carry,
-	such as one written to the database behind the app's back, so its delete is never blocked."""
-	try:
-		return folder_of(content_type, doc.name) if folder else path_of(content_type, doc)
-	except paths.InvalidPathError:
-		return None
-
-
 def after_rename(doc: Document, method: str | None, old: str, new: str, merge: bool = False) -> None:
 	"""Move the files: drop the old name's, write the new one's and those of children whose path it names."""
-	content_type = _content_type(doc)
+	content_type = content_type_of(doc)
 	if not content_type:
 		return
 	pending = _pending()
 	before = frappe._dict(doc.as_dict(), name=old)
-	if old_path := _existing_path(content_type, before):
+	if old_path := existing_path(content_type, before):
 		pending.removals[old_path] = False
-	if folder := _existing_path(content_type, before, folder=True):
+	if folder := existing_path(content_type, before, folder=True):
 		pending.removals[folder] = True
 	pending.renders[(doc.doctype, new)] = None
 	_queue_parent(pending, content_type, doc)
@@ -383,7 +294,7 @@ def write_documents(
 			if parent not in todo:
 				todo.append(parent)
 	if not ctx.is_current():
-		frappe.db.after_commit.add(jobs.request_relink)
+		after_commit.once("relink", jobs.request_relink)
 	return counts
 
 
@@ -413,15 +324,9 @@ def _write_committed(doc: Document, ctx: RenderContext, store: ContentStore) -> 
 
 def write_parents(parent_paths: Iterable[str]) -> int:
 	"""Render the files that list children whose new versions just reached the CDN, once each."""
-	names = [content_files.row_name(path) for path in dict.fromkeys(parent_paths)]
-	if not names:
+	renders = content_files.written_references(parent_paths)
+	if not renders:
 		return 0
-	rows = frappe.get_all(
-		content_files.DOCTYPE,
-		filters={"name": ["in", names], "local_status": "Written"},
-		fields=["reference_doctype", "reference_name"],
-	)
-	renders = [(row.reference_doctype, row.reference_name) for row in rows if row.reference_doctype]
 	return write_documents(renders, new_context(), settings.content_store())["written"]
 
 
@@ -463,3 +368,53 @@ def write_all(doctypes: Iterable[str] | None = None, batch_size: int = 500) -> d
 			indicator="orange" if counts["failed"] else "green",
 		)
 	return counts
+
+
+def rebuild_all() -> dict[str, int]:
+	"""Queued (`jobs.request_rebuild`): render every content file again from the database."""
+	jobs.started(jobs.REBUILD)
+	return write_all()
+
+
+def retry_pending_writes() -> int:
+	"""Every minute: finish the file work a full disk or a permission error stopped; returns files done."""
+	rows = content_files.pending_writes()
+	if not rows:
+		return 0
+	ctx = new_context()
+	store = settings.content_store()
+	written = 0
+	for row in rows:
+		try:
+			written += _retry(row, ctx, store)
+		except Exception as e:  # one document that cannot be handled must not hold up the others
+			content_files.record_render_failure(row.path, row.reference_doctype, row.reference_name, e)
+	frappe.db.commit()
+	return written
+
+
+def _retry(row: frappe._dict, ctx: RenderContext, store: ContentStore) -> bool:
+	"""Write the row's document again, or finish removing the file (or Plan folder) it no longer has."""
+	if row.reference_doctype and frappe.db.exists(row.reference_doctype, row.reference_name):
+		doc = frappe.get_doc(row.reference_doctype, row.reference_name)
+		return write_document(doc, ctx, store) is not Outcome.FAILED
+	is_folder = paths.file_path(store.root, row.path).is_dir()
+	# A folder whose document was created again under the same name belongs to it now: keep it.
+	if not (is_folder and _folder_owned(row.path, ctx)):
+		try:
+			store.remove_tree(row.path) if is_folder else store.remove(row.path)
+		except FileOperationError as e:
+			content_files.record_failure(row.path, None, None, e)
+			return False
+		content_files.record_removal(row.path, is_folder)
+	if is_folder:  # the row only carried the retry: a folder is no content file
+		content_files.drop_folder_row(row.name)
+	return True
+
+
+def _folder_owned(path: str, ctx: RenderContext) -> bool:
+	name = path.rpartition("/")[2]
+	return any(
+		folder_of(content_type, name) == path and frappe.db.exists(content_type.doctype, name)
+		for content_type in ctx.content_map.values()
+	)

@@ -16,7 +16,7 @@ import frappe
 from frappe import _
 from frappe.utils import now_datetime
 
-from memora_storage import content_files, delivery, jobs, progress, settings
+from memora_storage import content_files, delivery_hash, jobs, progress, settings, urls
 from memora_storage.utils import links
 from memora_storage.utils.resolver import UrlSettings
 from memora_storage.utils.store import ContentStore
@@ -25,21 +25,6 @@ BATCH_SIZE = 512
 BASES_KEY = "memora_storage_link_bases"  # every URL base files may still carry (a DefaultValue row)
 BASES_PARENT = "__memora_storage"
 MAX_BASES = 32
-
-# Assignments run left to right and see the values set before them: the schedule is decided from the
-# row's status as it was, then the status from the version the file now holds. A row being sent
-# (Syncing) keeps its claim: the drain finds the new version and queues it again.
-_UPDATE = """update `tabContent File` set
-	next_attempt_at = case when sync_status = 'Synced' and ifnull(synced_sha256, '') != %(sha256)s
-		then %(now)s when sync_status != 'Syncing' and synced_sha256 = %(sha256)s then null
-		else next_attempt_at end,
-	attempts = case when sync_status != 'Syncing' and synced_sha256 = %(sha256)s then 0 else attempts end,
-	last_error = case when sync_status != 'Syncing' and synced_sha256 = %(sha256)s then null else last_error end,
-	sync_status = case when sync_status = 'Syncing' then sync_status
-		when synced_sha256 = %(sha256)s then 'Synced'
-		when sync_status = 'Synced' then 'Pending' else sync_status end,
-	sha256 = %(sha256)s, size = %(size)s, modified = %(now)s
-	where name = %(name)s and sha256 = %(old)s and local_status = 'Written'"""
 
 
 def relink() -> dict[str, int]:
@@ -51,17 +36,13 @@ def relink() -> dict[str, int]:
 	jobs.started(jobs.RELINK)
 	snapshot = settings.url_settings()
 	bases = links.Bases(remember_bases(snapshot))
-	rows = frappe.db.sql(
-		"""select name, path, parent_path, sha256, synced_sha256 from `tabContent File`
-		where local_status = 'Written'""",
-		as_dict=True,
-	)
+	rows = content_files.relinkable()
 	by_path = {row.path: row for row in rows}
 	listed: dict[str, list[str]] = defaultdict(list)
 	for row in rows:
 		if row.parent_path in by_path:
 			listed[row.parent_path].append(row.path)
-	states = dict(zip(by_path, delivery.states_of(list(by_path)), strict=True))
+	states = dict(zip(by_path, urls.states_of(list(by_path)), strict=True))
 	counts = {"files": len(listed), "rewritten": 0, "unchanged": 0, "failed": 0, "queued": 0}
 	store = settings.content_store()
 	user = frappe.session.user if "System Manager" in frappe.get_roles() else None
@@ -118,21 +99,21 @@ def _relink_batch(
 	snapshot: UrlSettings,
 	bases: links.Bases,
 	by_path: dict,
-	states: dict[str, delivery.Delivery | None],
+	states: dict[str, delivery_hash.Delivery | None],
 	counts: dict[str, int],
 ) -> None:
 
 	def url_for(path: str) -> str:
-		return delivery.link_url(path, snapshot, states.get(path))
+		return urls.link_url(path, snapshot, states.get(path))
 
 	def transform(path: str, data: bytes) -> bytes | None:
 		return links.rewrite(data, bases, url_for)
 
 	def before_commit(results: list) -> None:
 		# A file leaves the CDN before its new bytes replace the ones the CDN holds.
-		delivery.mark(
+		delivery_hash.mark(
 			{
-				r.path: delivery.state(False, r.sha256)
+				r.path: delivery_hash.state(False, r.sha256)
 				for r in results
 				if r.sha256 != by_path[r.path].synced_sha256
 			}
@@ -153,9 +134,9 @@ def _relink_batch(
 		row = by_path[result.path]
 		on_cdn = bool(row.synced_sha256) and result.sha256 == row.synced_sha256
 		counts["queued"] += not on_cdn
-		states[result.path] = delivery.Delivery(on_cdn, result.sha256)
+		states[result.path] = delivery_hash.Delivery(on_cdn, result.sha256)
 		if on_cdn:
-			landed[result.path] = delivery.state(True, result.sha256)
+			landed[result.path] = delivery_hash.state(True, result.sha256)
 		updates.append(
 			{
 				"name": row.name,
@@ -166,10 +147,9 @@ def _relink_batch(
 			}
 		)
 		row.sha256 = result.sha256
-	for values in updates:
-		frappe.db.sql(_UPDATE, values)
+	content_files.record_relinked(updates)
 	frappe.db.commit()
-	delivery.mark(landed)  # back on the CDN: the bytes are the very version it holds
+	delivery_hash.mark(landed)  # back on the CDN: the bytes are the very version it holds
 
 
 def remember_bases(snapshot: UrlSettings | None = None, more: Iterable[str] = ()) -> tuple[str, ...]:

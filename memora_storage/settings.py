@@ -1,23 +1,28 @@
-"""CDN Settings as every process sees them: a snapshot that follows a save on its next call (SC-002).
+"""CDN Settings and the probe's verdict as every process sees them: a snapshot that follows a save on
+its next call.
 
 A settings save publishes its values to Redis once its commit has landed, into the delivery hash
-(`delivery.py`), so a resolver call reads settings and paths in one round trip. The database is
-read only when the field is missing (a flushed cache), and that copy is stored with NX, so it can
-never overwrite what a save has just published: a worker whose transaction began before the save
-must not pin the old values.
+(`delivery_hash.py`), so a URL decision reads settings, verdict and paths in one round trip. The
+database is read only when a field is missing (a flushed cache), and that copy is stored with NX,
+so it can never overwrite what a save has just published: a worker whose transaction began before
+the save must not pin the old values. The verdict is written by `failover.py`; it is read here.
 """
+
+import functools
 
 import frappe
 from frappe.model.document import Document
 from frappe.utils import cint, flt, get_url
 
-from memora_storage import delivery
+from memora_storage import delivery_hash
 from memora_storage.utils import paths
 from memora_storage.utils.disk import DEFAULT_MIN_FREE_PERCENT
 from memora_storage.utils.resolver import UrlSettings
 from memora_storage.utils.store import ContentStore
 
 DOCTYPE = "CDN Settings"
+HEALTH = "CDN Health"  # the single the probe's verdict is recorded in
+DOWN = "Down"
 DEFAULT_PROBE_INTERVAL = 60  # seconds: Frappe's scheduler ticks once a minute unless told otherwise
 MIN_PROBE_INTERVAL = 5
 DEFAULT_FAILOVER_AFTER = 2  # failed probes in a row
@@ -49,21 +54,41 @@ def snapshot_values(source: dict | Document) -> dict:
 
 def get_settings() -> dict:
 	"""The non-secret CDN Settings values, as of the last committed save."""
-	if stored := delivery.stored_settings():
+	if stored := delivery_hash.stored_settings():
 		return dict(stored)
-	values = snapshot_values(frappe.db.get_singles_dict(DOCTYPE))
-	delivery.fill_settings(values)
+	values = saved_values()
+	delivery_hash.fill_settings(values)
 	return values
+
+
+def saved_values() -> dict:
+	"""The snapshot's values as the database holds them (when Redis lost the published copy)."""
+	return snapshot_values(frappe.db.get_singles_dict(DOCTYPE))
 
 
 def publish(values: dict) -> None:
 	"""Make every process use `values` from its next call on; run after the save has committed."""
-	delivery.publish_settings(values)
+	delivery_hash.publish_settings(values)
+
+
+def stored_verdict() -> dict:
+	"""The probe's verdict as the database holds it: the copy every process reads lives in Redis."""
+	health = frappe.db.get_singles_dict(HEALTH, cast=True)
+	return {"down": health.get("state") == DOWN, "since": str(health.get("changed_at") or "")}
+
+
+def is_cdn_down() -> bool:
+	"""Whether the probes took the CDN for down (whatever the settings say)."""
+	values = delivery_hash.stored_failover()
+	if values is None:
+		values = stored_verdict()
+		delivery_hash.fill_failover(values)
+	return bool(values["down"])
 
 
 def republish() -> None:
 	"""After a migrate: the snapshot gains the fields this version added."""
-	publish(snapshot_values(frappe.db.get_singles_dict(DOCTYPE)))
+	publish(saved_values())
 
 
 def url_settings(
@@ -74,9 +99,7 @@ def url_settings(
 	automatic failover is on."""
 	values = values or get_settings()
 	if cdn_down is None:
-		from memora_storage import failover
-
-		cdn_down = failover.is_down()
+		cdn_down = is_cdn_down()
 	return UrlSettings(
 		local_domain=values["local_domain"] or site_url or get_url(),
 		enable_cdn=values["enable_cdn"],
@@ -85,6 +108,18 @@ def url_settings(
 		cdn_down=cdn_down and values.get("auto_failover", True),
 		version_in_urls=values.get("version_in_urls", False),
 	)
+
+
+def url_settings_of(raw: bytes, failover: bytes | None = None) -> UrlSettings:
+	"""The snapshot of the delivery hash's raw settings and verdict fields."""
+	values = delivery_hash.parse(raw)
+	return _url_settings(raw, failover, "" if values["local_domain"] else get_url())
+
+
+@functools.lru_cache(maxsize=64)
+def _url_settings(raw: bytes, failover: bytes | None, site_url: str) -> UrlSettings:
+	down = bool(failover and delivery_hash.parse(failover)["down"])
+	return url_settings(delivery_hash.parse(raw), site_url, cdn_down=down)
 
 
 def content_store() -> ContentStore:

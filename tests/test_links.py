@@ -7,7 +7,7 @@ import json
 import pytest
 
 from memora_storage.utils import canonical, links
-from memora_storage.utils.resolver import UrlSettings, get_content_url
+from memora_storage.utils.resolver import UrlSettings, build_url
 
 SITE = "https://site.example"
 LOCAL = f"{SITE}/files/memora_content"
@@ -19,7 +19,7 @@ VERSIONED_CDN = UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN
 
 
 def to_local(path: str) -> str:
-	return get_content_url(path, LOCAL_SETTINGS)
+	return build_url(path, LOCAL_SETTINGS)
 
 
 def subject(base: str, units: list[str], **extra) -> bytes:
@@ -48,7 +48,7 @@ def test_links_are_rewritten_to_what_a_render_gives() -> None:
 
 
 def test_links_anywhere_in_the_document_with_versions_and_encoding() -> None:
-	url = get_content_url("units/وحدة 1.json", VERSIONED_CDN, True, "ab" * 32)
+	url = build_url("units/وحدة 1.json", VERSIONED_CDN, True, "ab" * 32)
 	assert "?v=abababababab" in url and "%D9%88" in url
 	data = canonical.dumps({"deep": [{"x": {"link": url}}], "old": f"{OLD_CDN}/units/U2.json#top"})
 	seen = []
@@ -64,8 +64,8 @@ def test_links_anywhere_in_the_document_with_versions_and_encoding() -> None:
 
 
 def test_a_version_query_is_replaced_by_the_new_version() -> None:
-	old = get_content_url("units/U1.json", VERSIONED_CDN, True, "1" * 64)
-	new_version = get_content_url("units/U1.json", VERSIONED_CDN, True, "2" * 64)
+	old = build_url("units/U1.json", VERSIONED_CDN, True, "1" * 64)
+	new_version = build_url("units/U1.json", VERSIONED_CDN, True, "2" * 64)
 	new = rewritten(canonical.dumps({"url": old}), lambda path: new_version)
 	assert new == {"url": f"{CDN}/units/U1.json?v=222222222222"}
 

@@ -179,11 +179,11 @@ def test_url_path_refuses_non_text_with_invalid_path_error(value: object) -> Non
 		paths.url_path(value)  # type: ignore[arg-type]
 
 
-def test_resolve_stays_under_root(tmp_path: Path) -> None:
+def test_file_path_stays_under_root(tmp_path: Path) -> None:
 	root = tmp_path / "content"
-	assert paths.resolve(root, "plans/P1/manifest.json") == root / "plans" / "P1" / "manifest.json"
+	assert paths.file_path(root, "plans/P1/manifest.json") == root / "plans" / "P1" / "manifest.json"
 	with pytest.raises(InvalidPathError):
-		paths.resolve(root, "plans/../../outside.json")
+		paths.file_path(root, "plans/../../outside.json")
 
 
 def test_symlinked_folder_pointing_outside_the_root_is_refused(tmp_path: Path, store: ContentStore) -> None:
@@ -192,7 +192,7 @@ def test_symlinked_folder_pointing_outside_the_root_is_refused(tmp_path: Path, s
 	store.root.mkdir(parents=True)
 	(store.root / "plans").symlink_to(outside, target_is_directory=True)
 	with pytest.raises(InvalidPathError, match="resolves outside the content root"):
-		paths.resolve(store.root, "plans/P1/manifest.json")
+		paths.file_path(store.root, "plans/P1/manifest.json")
 	with pytest.raises(InvalidPathError, match="resolves outside the content root"):
 		store.write("plans/P1/manifest.json", b"{}\n")
 	assert list(outside.iterdir()) == []
@@ -204,7 +204,7 @@ def test_symlinked_file_pointing_outside_the_root_is_refused(tmp_path: Path, sto
 	(store.root / "units").mkdir(parents=True)
 	(store.root / "units" / "u1.json").symlink_to(secret)
 	with pytest.raises(InvalidPathError, match="resolves outside the content root"):
-		paths.resolve(store.root, "units/u1.json")
+		paths.file_path(store.root, "units/u1.json")
 	with pytest.raises(InvalidPathError):
 		store.read("units/u1.json")
 	with pytest.raises(InvalidPathError):
@@ -217,7 +217,7 @@ def test_symlinked_file_pointing_outside_the_root_is_refused(tmp_path: Path, sto
 def test_symlink_inside_the_root_to_a_folder_inside_the_root_is_allowed(store: ContentStore) -> None:
 	(store.root / "real").mkdir(parents=True)
 	(store.root / "alias").symlink_to(store.root / "real", target_is_directory=True)
-	assert paths.resolve(store.root, "alias/u1.json") == store.root / "alias" / "u1.json"
+	assert paths.file_path(store.root, "alias/u1.json") == store.root / "alias" / "u1.json"
 
 
 def test_root_reached_through_a_symlink_still_resolves(tmp_path: Path) -> None:
@@ -226,7 +226,7 @@ def test_root_reached_through_a_symlink_still_resolves(tmp_path: Path) -> None:
 	real.mkdir()
 	link = tmp_path / "link-root"
 	link.symlink_to(real, target_is_directory=True)
-	assert paths.resolve(link, "units/u1.json") == link / "units" / "u1.json"
+	assert paths.file_path(link, "units/u1.json") == link / "units" / "u1.json"
 
 
 @pytest.mark.parametrize(

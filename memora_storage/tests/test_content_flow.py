@@ -9,7 +9,7 @@ import frappe
 from memora_storage import content, content_files
 from memora_storage.tasks import retry_pending_writes
 from memora_storage.tests.utils import ContentTestCase, set_cdn_settings
-from memora_storage.utils.paths import content_root, prev_path, resolve
+from memora_storage.utils.paths import content_root, file_path, prev_path
 
 
 class TestContentFlow(ContentTestCase):
@@ -87,7 +87,7 @@ class TestContentFlow(ContentTestCase):
 
 	def test_deleting_plan_removes_its_folder(self):
 		plan, subject, units = self.make_tree()
-		folder = resolve(self.store.root, f"plans/{plan.name}")
+		folder = file_path(self.store.root, f"plans/{plan.name}")
 		self.assertTrue(folder.is_dir())
 		for unit in units:
 			frappe.delete_doc("Unit", unit.name)
@@ -115,7 +115,7 @@ class TestContentFlow(ContentTestCase):
 		frappe.rename_doc("Plan", plan.name, new_name)
 		self.created.append(("Plan", new_name))
 		frappe.db.commit()
-		self.assertFalse(resolve(self.store.root, f"plans/{plan.name}").exists())
+		self.assertFalse(file_path(self.store.root, f"plans/{plan.name}").exists())
 		self.assertEqual(self.read_json(f"plans/{new_name}/manifest.json")["name"], new_name)
 		self.assertTrue(self.store.exists(f"plans/{new_name}/subjects/{subject.name}.json"))
 
@@ -141,7 +141,7 @@ class TestContentFlow(ContentTestCase):
 				"running as root: file permissions do not stop root, so 'permission denied' cannot occur"
 			)
 		_plan, _subject, units = self.make_tree()
-		units_dir = resolve(self.store.root, f"units/{units[0].name}.json").parent
+		units_dir = file_path(self.store.root, f"units/{units[0].name}.json").parent
 		path = f"units/{units[0].name}.json"
 		before = self.store.read(path)
 		mode = units_dir.stat().st_mode

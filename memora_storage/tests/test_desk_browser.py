@@ -5,7 +5,9 @@ Background jobs report progress and their end through the realtime server (apps/
 the test uses the one listening on the port common_site_config names, or starts it there, serves the
 site under its own name (the realtime server tells sites apart by host name) with DEV_SERVER set, as
 `bench start` does, so Desk connects to it, and records the `progress` and `msgprint` events the page
-receives. Each page is saved as a screenshot in docs/screenshots/ (MEMORA_SCREENSHOT_DIR overrides).
+receives. Each page is saved as a screenshot in docs/screenshots/ (MEMORA_SCREENSHOT_DIR overrides), the
+workspace and CDN Settings whole, and each test asserts the exact cards, shortcuts or fields its page
+shows: a page that gains, loses or reorders one fails here, not silently in the screenshots.
 
 Needs selenium in the bench's environment, Chromium and chromedriver (MEMORA_CHROMIUM and
 MEMORA_CHROMEDRIVER name others), node, the site's name resolving to this machine, and the S3
@@ -42,7 +44,7 @@ from memora_storage.tests.utils import (
 	stop,
 	use_endpoint,
 )
-from memora_storage.utils.paths import resolve
+from memora_storage.utils.paths import file_path
 
 CHROMIUM = os.environ.get("MEMORA_CHROMIUM") or shutil.which("chromium") or shutil.which("google-chrome")
 CHROMEDRIVER = os.environ.get("MEMORA_CHROMEDRIVER") or shutil.which("chromedriver")
@@ -61,6 +63,55 @@ CHROMIUM_ARGS = (
 SCREENSHOTS = Path(
 	os.environ.get("MEMORA_SCREENSHOT_DIR") or Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 )
+# What the pages must show, in order.
+WORKSPACE = {
+	"number cards": [
+		"CDN Sync Pending",
+		"CDN Sync Failed",
+		"Content Writes Pending",
+		"Last Health Scan Problems",
+		"Content Disk Free",
+		"CDN Uploads Waiting",
+		"CDN Probes Failed (Last Hour)",
+	],
+	"charts": ["Content Files by Sync Status"],
+	"quick lists": ["CDN Probe"],
+	"shortcuts": ["CDN Settings", "Content File", "Content Health Report", "CDN Probe"],
+	"link cards": ["Storage", "Custom Documents"],  # the test's Plan, Subject and Unit are custom DocTypes
+}
+# CDN Settings' sections and the fields each shows, with the CDN off (the tests' settings) ...
+CDN_SETTINGS_OFF = [
+	("Serving", ["Enable CDN", "Local Fallback Mode", "Local Domain", "URLs Now Point To"]),
+	("CDN Health and Failover", ["Delivery Now", "Latest Probes"]),
+	(
+		"Caching and CORS",
+		[
+			"Version in CDN URLs",
+			"Cache-Control of Files Listing Others",
+			"Cache-Control of Versioned Leaf Files",
+			"CORS Allowed Origins",
+		],
+	),
+	(
+		"S3-Compatible Bucket",
+		["Endpoint URL", "Bucket", "Region", "Key Prefix", "Access Key ID", "Secret Access Key"],
+	),
+	("Local Storage", ["Minimum Free Disk (%)"]),
+	("Health Checks", ["Regenerate Missing Files", "Hourly Scans From (Hour)", "Hourly Scans Until (Hour)"]),
+]
+# ... and on, with Switch to Local Automatically off (its thresholds then hidden).
+CDN_SETTINGS_ON = [
+	(
+		"Serving",
+		["Enable CDN", "CDN Base URL", "Local Fallback Mode", "Local Domain", "URLs Now Point To"],
+	),
+	(
+		"CDN Health and Failover",
+		["Switch to Local Automatically", "Probe Every (Seconds)", "Delivery Now", "Latest Probes"],
+	),
+	*CDN_SETTINGS_OFF[2:],
+]
+SCREENSHOT_MAX_HEIGHT = 3000  # a whole page, in CSS pixels
 USER = "memora-desk@example.com"  # a System Manager of the test's own, with a password it sets
 WAIT_S = 90  # a job: worker fork, site init, the work, the realtime hop
 CONNECTED = "return !!(window.frappe && frappe.session && frappe.session.user === arguments[0] && frappe.realtime.socket && frappe.realtime.socket.connected)"
@@ -224,6 +275,9 @@ class TestDeskInBrowser(ContentTestCase):
 	def test_cdn_settings_validation_connection_and_where_urls_point(self):
 		self.open("Form", "CDN Settings")
 		self.assert_intro("http://memora.local/files/memora_content", "orange")
+		self.assertEqual(self.sections(), CDN_SETTINGS_OFF)
+		# What an administrator reads before turning Local Fallback Mode on (issue 15: uploads wait).
+		self.assertIn("Uploads wait meanwhile", self.help_text("local_fallback_mode"))
 
 		# Enable CDN makes the base URL and the bucket mandatory: Desk names both before any request.
 		self.field("enable_cdn").click()
@@ -244,13 +298,23 @@ class TestDeskInBrowser(ContentTestCase):
 		self.type("bucket", self.bucket)
 		self.type("access_key_id", S3_KEYS["access_key_id"])
 		self.type("secret_access_key", S3_KEYS["secret_access_key"])
+		# A key is not a password someone chose: no strength meter, once Desk's debounce (500 ms) is over.
+		time.sleep(1)
+		self.assertFalse(
+			self.js(
+				"return $(\".frappe-control[data-fieldname='secret_access_key'] .password-strength-indicator\")"
+				".filter(':visible').length"
+			),
+			"a password strength meter shows on Secret Access Key",
+		)
 		self.save()
 		self.wait(lambda: not self.js("return cur_frm.is_dirty()"), "the settings were not saved")
 		self.assert_intro("https://cdn.example.com", "blue")
+		self.assert_soon(self.sections, CDN_SETTINGS_ON)
 		self.assertEqual(frappe.db.get_single_value("CDN Settings", "bucket"), self.bucket)
 		# The base URL changed, so every file is re-linked by a job; CDN Settings hears of its end.
 		self.wait_realtime("msgprint", "files re-linked")
-		self.screenshot("desk-cdn-settings")
+		self.screenshot("desk-cdn-settings", whole=True)
 
 		self.click("Test Connection", group="CDN")
 		self.assert_dialog("Connection works", indicator="green")
@@ -363,7 +427,7 @@ class TestDeskInBrowser(ContentTestCase):
 		done = self.wait_realtime("msgprint", "orphaned files deleted")
 		deleted = int(done["message"].split()[0])  # the site may hold other tests' orphans too
 		self.assertGreaterEqual(deleted, 1)
-		self.assertFalse(resolve(self.store.root, orphan).exists())
+		self.assertFalse(file_path(self.store.root, orphan).exists())
 		# The job's update reaches the open form, which reloads: the count shows, the button goes.
 		self.wait(
 			lambda: self.js("return cur_frm.doc.orphans_deleted_count") == deleted,
@@ -380,6 +444,7 @@ class TestDeskInBrowser(ContentTestCase):
 			lambda: len(self.cards()) == 7 and "" not in self.cards().values(), "number cards not loaded"
 		)
 		cards = self.cards()
+		self.assertEqual({kind: self.widget_titles(kind) for kind in WORKSPACE}, WORKSPACE)
 		count = lambda **filters: str(frappe.db.count(content_files.DOCTYPE, filters))  # noqa: E731
 		self.assertEqual(cards["CDN Sync Pending"], count(sync_status="Pending"))
 		self.assertEqual(cards["CDN Sync Failed"], count(sync_status="Failed"))
@@ -397,7 +462,11 @@ class TestDeskInBrowser(ContentTestCase):
 		labels = self.js(f'return $("{chart} .legend-dataset-text, {chart} .chart-legend").text()')
 		for status in ("Synced", "Failed", "Pending", "Syncing"):
 			self.assertIn(status, labels)
-		self.screenshot("desk-workspace")
+		self.wait(  # the probes' quick list has its rows, or says it has none
+			lambda: not self.js("return $('.quick-list-widget-box .list-loading-state').length"),
+			"the CDN Probe quick list did not load",
+		)
+		self.screenshot("desk-workspace", whole=True)
 
 	def test_after_save_notice_reaches_the_browser_when_the_folder_is_unwritable(self):
 		if os.geteuid() == 0:
@@ -405,7 +474,7 @@ class TestDeskInBrowser(ContentTestCase):
 				"running as root: file permissions do not stop root, so 'permission denied' cannot occur"
 			)
 		_plan, _subject, units = self.make_tree()
-		folder = resolve(self.store.root, f"units/{units[0].name}.json").parent
+		folder = file_path(self.store.root, f"units/{units[0].name}.json").parent
 		mode = folder.stat().st_mode
 		self.open("Form", "Unit", units[0].name)
 		os.chmod(folder, stat.S_IRUSR | stat.S_IXUSR)
@@ -469,7 +538,7 @@ class TestDeskInBrowser(ContentTestCase):
 
 	def plant(self, path: str) -> None:
 		"""A file no record expects, an hour old (scans leave new files a minute's grace)."""
-		target = resolve(self.store.root, path)
+		target = file_path(self.store.root, path)
 		target.write_bytes(b"{}\n")
 		os.utime(target, (time.time() - 3600,) * 2)
 		self.addCleanup(lambda: target.unlink(missing_ok=True))
@@ -702,6 +771,44 @@ class TestDeskInBrowser(ContentTestCase):
 		)
 		return {name: (label, colour) for name, label, colour in rows if name}
 
+	def sections(self) -> list[tuple[str, list[str]]]:
+		"""The open form's sections that show, each with the labels of the fields it shows, in order
+		(a collapsed section's too: Desk hides a field by its depends_on or an empty read-only value)."""
+		return [
+			(label, fields)
+			for label, fields in self.js(
+				"""return cur_frm.layout.sections
+					.filter((s) => s.wrapper.is('.form-section:not(.hide-control):not(.empty-section)'))
+					.map((s) => [
+						s.df ? s.df.label || '' : '',
+						s.fields_list
+							.filter((f) => !f.$wrapper.hasClass('hide-control'))
+							.filter((f) => !['Section Break', 'Column Break', 'Tab Break'].includes(f.df.fieldtype))
+							.map((f) => f.df.label || f.df.fieldname),
+					])"""
+			)
+		]
+
+	def help_text(self, fieldname: str) -> str:
+		"""The description Desk shows under a field."""
+		return self.js(
+			"return cur_frm.get_field(arguments[0]).$wrapper.find('.help-box').text().trim()", fieldname
+		)
+
+	def widget_titles(self, kind: str) -> list[str]:
+		"""The titles of the workspace's widgets of one kind (a key of WORKSPACE), in page order."""
+		box = {
+			"number cards": "number-widget-box",
+			"charts": "dashboard-widget-box",
+			"quick lists": "quick-list-widget-box",
+			"shortcuts": "shortcut-widget-box",
+			"link cards": "links-widget-box",
+		}[kind]
+		return self.js(
+			"return $(`.${arguments[0]}:visible`).map((i, w) => $(w).find('.widget-title').first().text().trim()).get()",
+			box,
+		)
+
 	def cards(self) -> dict[str, str]:
 		"""Number card title -> the number it shows."""
 		return dict(
@@ -712,7 +819,20 @@ class TestDeskInBrowser(ContentTestCase):
 			)
 		)
 
-	def screenshot(self, name: str, folder: str | os.PathLike = SCREENSHOTS) -> None:
+	def screenshot(self, name: str, folder: str | os.PathLike = SCREENSHOTS, whole: bool = False) -> None:
+		"""The window as it is (from the page's head: its title, status and buttons), or with `whole`
+		the page from top to bottom, through a window as tall as the page for that moment."""
 		Path(folder).mkdir(parents=True, exist_ok=True)
-		self.js("window.scrollTo(0, 0)")  # the page's head: its title, status and buttons
-		self.driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+		self.js("window.scrollTo(0, 0)")
+		size = self.driver.get_window_size()
+		if whole:
+			height = self.js("return document.documentElement.scrollHeight")
+			chrome = size["height"] - self.js("return window.innerHeight")  # 0 in headless Chromium
+			self.driver.set_window_size(size["width"], min(height, SCREENSHOT_MAX_HEIGHT) + chrome)
+			time.sleep(0.5)  # charts and sticky parts follow the resize
+			self.js("window.scrollTo(0, 0)")
+		try:
+			self.driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+		finally:
+			if whole:
+				self.driver.set_window_size(size["width"], size["height"])

@@ -26,7 +26,7 @@ from memora_storage.tasks import (
 	run_health_check,
 )
 from memora_storage.tests.utils import ContentTestCase, set_cdn_settings, start_worker, stop
-from memora_storage.utils.paths import prev_path, resolve
+from memora_storage.utils.paths import file_path, prev_path
 
 SCHEDULE = {
 	"memora_storage.tasks.check_disk_space": "* * * * *",
@@ -52,14 +52,14 @@ class HealthTestCase(ContentTestCase):
 
 	def plant(self, path: str, data: bytes = b"{}\n", mtime: float = LONG_AGO) -> None:
 		"""A file no record expects, old enough to be called an orphan; removed after the test."""
-		target = resolve(self.store.root, path)
+		target = file_path(self.store.root, path)
 		target.parent.mkdir(parents=True, exist_ok=True)
 		target.write_bytes(data)
 		os.utime(target, (mtime, mtime))
 		self.addCleanup(self.store.remove, path)
 
 	def file(self, path: str):
-		return resolve(self.store.root, path)
+		return file_path(self.store.root, path)
 
 	def mine(self, report) -> set[tuple[str, str]]:
 		"""The report's (problem, path) pairs for this test's paths."""

@@ -110,7 +110,7 @@ def default_private_root(root: str | os.PathLike) -> Path:
 	return root.with_name(root.name + ".private")
 
 
-def resolve(root: str | os.PathLike, path: str) -> Path:
+def file_path(root: str | os.PathLike, path: str) -> Path:
 	"""Absolute file path for a content path, guaranteed to lie under `root`."""
 	root = Path(root)
 	target = root.joinpath(*validate_relpath(path).split("/"))

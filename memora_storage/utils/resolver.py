@@ -1,9 +1,9 @@
-"""The URL resolver (FR-006…FR-008): one settings snapshot and a path's delivery in, its URL out.
+"""How a URL is built: one settings snapshot and a path's delivery in, its URL out.
 
 A snapshot is taken once per rendered file or API call, so every link in one file points the same
-way even if an administrator flips the setting meanwhile (spec edge case "Settings Change Race").
-A path goes to the CDN only while the CDN holds its current version (DESIGN.md, "Delivery per
-version"): the caller says whether it does, and a path nobody knows about follows the settings.
+way even if an administrator flips the setting meanwhile. A path goes to the CDN only while the CDN
+holds its current version: the caller says whether it does, and a path nobody knows about follows
+the settings.
 """
 
 from dataclasses import dataclass
@@ -19,7 +19,7 @@ class UrlSettings:
 	enable_cdn: bool = False
 	cdn_base_url: str = ""
 	local_fallback_mode: bool = False
-	cdn_down: bool = False  # the health probe's automatic failover (DESIGN.md, "Automatic failover")
+	cdn_down: bool = False  # the probe's verdict, while automatic failover is on
 	version_in_urls: bool = False  # CDN URLs carry `?v=` and the version's first 12 hex digits
 
 	@property
@@ -43,9 +43,7 @@ class UrlSettings:
 VERSION_DIGITS = 12
 
 
-def get_content_url(
-	path: str, settings: UrlSettings, on_cdn: bool | None = None, sha256: str | None = None
-) -> str:
+def build_url(path: str, settings: UrlSettings, on_cdn: bool | None = None, sha256: str | None = None) -> str:
 	"""`{CDN Base URL}/{path}` or `{Local Domain}/files/memora_content/{path}`, percent-encoded.
 
 	`on_cdn` False (the CDN lacks the path's current version) always gives the local URL; True or

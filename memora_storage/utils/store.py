@@ -36,8 +36,8 @@ from memora_storage.utils.paths import (
 	TEMP_SUFFIX,
 	InvalidPathError,
 	default_private_root,
+	file_path,
 	prev_path,
-	resolve,
 	validate_relpath,
 )
 
@@ -375,16 +375,16 @@ class ContentStore:
 	def read(self, path: str) -> bytes:
 		"""The bytes of the file at `path`."""
 		try:
-			return resolve(self.root, path).read_bytes()
+			return file_path(self.root, path).read_bytes()
 		except OSError as e:
 			raise FileOperationError("read", path, e) from e
 
 	def exists(self, path: str) -> bool:
-		return resolve(self.root, path).is_file()
+		return file_path(self.root, path).is_file()
 
 	def remove(self, path: str) -> bool:
 		"""Delete the file at `path` and its `.prev`; True if anything was there."""
-		target = resolve(self.root, path)
+		target = file_path(self.root, path)
 		# The file first: a delete refused there leaves the backup too. Then a `.prev` that a writer from
 		# before the private root left beside the file, then the private one. Should a power cut undo that
 		# last step (the public folder's fsync need not cover it), a backup is left that nothing serves.
@@ -404,7 +404,7 @@ class ContentStore:
 
 	def remove_tree(self, path: str) -> int:
 		"""Delete a folder of content (a Plan's `plans/{plan}`) and its backups; returns files removed."""
-		folder = resolve(self.root, path)
+		folder = file_path(self.root, path)
 		backups = Path(self._prev_dir, path)
 		count = 0
 		for tree in (folder, backups):  # in the order of `remove`
@@ -527,7 +527,7 @@ class ContentStore:
 		try:
 			fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 		except FileNotFoundError:
-			resolve(self.root, path)  # a symlinked folder pointing out is refused before anything is made
+			file_path(self.root, path)  # a symlinked folder pointing out is refused before anything is made
 			return None
 		try:
 			# What the kernel resolved the folder to (symlinks and all), without a lstat per component.
@@ -540,7 +540,7 @@ class ContentStore:
 		return fd
 
 	def _make_folder(self, path: str) -> int:
-		_make_folders(resolve(self.root, path).parent, DIR_MODE)
+		_make_folders(file_path(self.root, path).parent, DIR_MODE)
 		folder = self._open_folder(path)
 		if folder is None:
 			raise FileNotFoundError(errno.ENOENT, "the folder was deleted while it was being written to")
@@ -558,7 +558,7 @@ class ContentStore:
 		try:
 			info = os.lstat(name, dir_fd=folder)
 			if stat.S_ISLNK(info.st_mode):
-				resolve(self.root, path)
+				file_path(self.root, path)
 				info = os.stat(name, dir_fd=folder)
 		except FileNotFoundError:
 			return None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memora_storage.utils.edge_probe import CANARY_PATH
-from memora_storage.utils.paths import TEMP_PREFIX, is_content_file, resolve
+from memora_storage.utils.paths import TEMP_PREFIX, file_path, is_content_file
 from memora_storage.utils.s3 import CdnBucket, ListedObject
 
 CHUNK = 1 << 20
@@ -51,7 +51,7 @@ class VerifyReport:
 def local_files(root: str | os.PathLike, prefix: str = "") -> dict[str, int]:
 	"""Content path → size of every content file under `root` (or its folder `prefix`)."""
 	root = Path(root)
-	top = resolve(root, prefix) if prefix else root
+	top = file_path(root, prefix) if prefix else root
 	found: dict[str, int] = {}
 	for folder, dirs, files in os.walk(top):
 		dirs[:] = [name for name in dirs if not name.startswith(TEMP_PREFIX)]

@@ -7,7 +7,7 @@ import frappe
 from frappe import _
 from frappe.model.document import Document
 
-from memora_storage import cdn_sync, failover, jobs, relink, settings
+from memora_storage import after_commit, bucket, content_files, failover, jobs, relink, settings
 from memora_storage.utils.resolver import UrlSettings
 from memora_storage.utils.s3 import CdnError
 
@@ -96,7 +96,7 @@ class CDNSettings(Document):
 					_("{0} must be at least 1.").format(_(self.meta.get_label(fieldname))),
 					title=_("Invalid threshold"),
 				)
-		for origin in cdn_sync.cors_origins(self.cors_allowed_origins):
+		for origin in bucket.cors_origins(self.cors_allowed_origins):
 			validate_origin(origin)
 		for fieldname in ("health_check_start_hour", "health_check_end_hour"):
 			if not 0 <= (self.get(fieldname) or 0) <= 23:
@@ -109,12 +109,12 @@ class CDNSettings(Document):
 	def apply_cors_rule(self) -> str:
 		"""Write the bucket's CORS rule for CORS Allowed Origins, as saved."""
 		frappe.only_for("System Manager")
-		bucket = cdn_sync.get_bucket(require_enabled=False)
-		if not bucket:
+		cdn = bucket.get_bucket(require_enabled=False)
+		if not cdn:
 			frappe.throw(_("Set the Bucket in CDN Settings and save before applying a CORS rule."))
-		origins = cdn_sync.cors_origins(frappe.db.get_single_value("CDN Settings", "cors_allowed_origins"))
+		origins = bucket.saved_cors_origins()
 		try:
-			kept = bucket.apply_cors(origins)
+			kept = cdn.apply_cors(origins)
 		except CdnError as e:
 			frappe.throw(str(e), title=_("CORS rule not applied"))
 		message = _("Browsers on {0} may now fetch the content from the bucket.").format(", ".join(origins))
@@ -126,19 +126,19 @@ class CDNSettings(Document):
 		before = self.get_doc_before_save()
 		values = settings.snapshot_values(self)
 		# In this order: a relink reads the settings after it starts, so it always sees these.
-		frappe.db.after_commit.add(lambda: settings.publish(values))
+		after_commit.once("publish-settings", lambda: settings.publish(values))
 		if self.enable_cdn and not (before and before.enable_cdn):
 			# Rows that waited while the CDN was off are sent now, not at the next dispatcher tick.
-			frappe.db.after_commit.add(jobs.request_drain)
+			content_files.request_drain_after_commit()
 		if before and _judged_cdn(before) != _judged_cdn(self):
 			# A verdict on another CDN, or on one no longer probed, says nothing of this one.
 			failover.reset(_("CDN Settings changed: {0}").format(frappe.session.user))
 		if before and _links(before) != _links(self):
-			# Links inside written files follow the resolver, so they must be re-linked (DESIGN.md);
-			# the relink must know the bases they carry now to find them.
+			# Links inside written files follow the URL decision, so they must be re-linked; the relink
+			# must know the bases they carry now to find them.
 			old = _links(before)
 			relink.remember_bases(more=[old.local_base_url, old.cdn_base_url.rstrip("/")])
-			frappe.db.after_commit.add(jobs.request_relink)
+			after_commit.once("relink", jobs.request_relink)
 
 
 def _base_url(doc: Document) -> str:

@@ -5,8 +5,7 @@ import frappe
 from frappe import _
 from frappe.model.document import Document
 
-from memora_storage import cdn_sync
-from memora_storage.content_files import row_name
+from memora_storage import content_files
 
 
 class ContentFile(Document):
@@ -40,13 +39,13 @@ class ContentFile(Document):
 
 	# end: auto-generated types
 	def autoname(self):
-		self.name = row_name(self.path)
+		self.name = content_files.row_name(self.path)
 
 	@frappe.whitelist()
 	def retry_sync(self) -> None:
-		"""Start a fresh CDN schedule for this file (the manual retry of FR-017)."""
+		"""Start a fresh CDN schedule for this file (an administrator's retry)."""
 		frappe.only_for("System Manager")
-		cdn_sync.retry([self.name])
+		content_files.retry([self.name])
 		frappe.msgprint(_("{0} queued for the CDN.").format(frappe.bold(self.path)), alert=True)
 
 

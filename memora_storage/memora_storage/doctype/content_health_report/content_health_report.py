@@ -6,7 +6,7 @@ from frappe import _
 from frappe.model.document import Document
 from frappe.utils import add_days, now_datetime
 
-from memora_storage import cdn_sync, health, progress
+from memora_storage import jobs, progress, scans, verification
 
 
 class ContentHealthReport(Document):
@@ -63,14 +63,14 @@ class ContentHealthReport(Document):
 		A job: each file is checked against every record first. False when one is already running.
 		"""
 		frappe.only_for("System Manager")
-		if self.scope not in health.SCOPES:
+		if self.scope not in scans.SCOPES:
 			frappe.throw(_("Only a health scan's report lists orphaned files."))
 		return self._queue("run_delete_orphans")
 
 	def run_resync(self) -> int:
 		"""The Resync job; the user who asked sees its progress and is told how many files were queued."""
 		with progress.Task(_("Resync"), user=frappe.session.user) as task:
-			count = cdn_sync.resync(
+			count = verification.resync(
 				self,
 				on_progress=lambda done, total: task.progress(
 					done, total, _("Files read: {0} of {1}").format(done, total)
@@ -84,7 +84,7 @@ class ContentHealthReport(Document):
 	def run_delete_orphans(self) -> dict[str, int]:
 		"""The Delete Orphans job; the user who asked sees its progress and is told what was done."""
 		with progress.Task(_("Delete Orphans"), user=frappe.session.user) as task:
-			counts = health.delete_orphans(
+			counts = scans.delete_orphans(
 				self,
 				on_progress=lambda done, total: task.progress(
 					done, total, _("Files checked: {0} of {1}").format(done, total)
@@ -103,20 +103,12 @@ class ContentHealthReport(Document):
 
 	def _queue(self, method: str) -> bool:
 		"""Run `method` of this report on the long queue, once at a time per report."""
-		job = frappe.enqueue_doc(
-			self.doctype,
-			self.name,
-			method,
-			queue="long",
-			timeout=None,  # the long queue's
-			job_id=f"memora_storage:{method}:{frappe.local.site}:{self.name}",
-			deduplicate=True,
-		)
-		if job:
+		queued = jobs.enqueue_doc_once(self, method)
+		if queued:
 			frappe.msgprint(_("Started in the background; you will be told when it ends."), alert=True)
 		else:
 			frappe.msgprint(_("This is already running for this report; you will be told when it ends."))
-		return job is not None
+		return queued
 
 	@staticmethod
 	def clear_old_logs(days: int = 90) -> None:

@@ -1,4 +1,5 @@
-"""Content health scans on the site (FR-015, SC-006): the scan core fed with the records of every content DocType.
+"""Content scans: missing, orphaned, stale and invalid files, found by the scan core fed with the records
+of every content DocType, into a Content Health Report.
 
 What each scope judges, and how it decides that a file is stale:
 - Full (nightly, or `run_health_check(full=True)`): every record and every file under the content root.
@@ -24,7 +25,8 @@ import frappe
 from frappe import _
 from frappe.utils import get_datetime, get_system_timezone, now_datetime
 
-from memora_storage import content, content_files, progress, reports, settings
+from memora_storage import content_files, jobs, progress, publishing, reports, settings
+from memora_storage.content_map import path_of
 from memora_storage.utils import disk, paths
 from memora_storage.utils.scan import ExpectedFile, full_scan, incremental_scan
 from memora_storage.utils.store import ContentStore, FileOperationError
@@ -35,23 +37,37 @@ FULL_SCAN_TIMEOUT = 4 * 3600  # seconds; rendering 100,000 records takes about 1
 LOGGED_LIMIT = 200  # lines of one Error Log
 
 
-def job_id() -> str:
-	"""One id for every health scan of the site, so two scans never run at once."""
-	return f"memora_storage:health-check:{frappe.local.site}"
-
-
 def enqueue(full: bool = False, scope: str | None = None) -> bool:
-	"""Queue a scan on the long queue; False when one is already queued or running."""
-	job = frappe.enqueue(
-		"memora_storage.tasks.run_health_check",
-		queue="long",
-		timeout=FULL_SCAN_TIMEOUT if full else None,
-		job_id=job_id(),
-		deduplicate=True,
-		full=full,
-		scope=scope,
-	)
-	return job is not None
+	"""Queue a scan on the long queue; False when one is already queued or running (two scans of a
+	site never run at once)."""
+	return jobs.enqueue_once(jobs.SCAN, timeout=FULL_SCAN_TIMEOUT if full else None, full=full, scope=scope)
+
+
+def hourly() -> None:
+	"""Every hour (cron): queue an incremental scan when the hour is within CDN Settings' hours."""
+	if in_business_hours():
+		enqueue(scope="Hourly")
+
+
+def nightly() -> None:
+	"""Nightly (cron): queue the full scan on the long queue; never beside another scan."""
+	enqueue(full=True, scope="Full")
+
+
+def run(full: bool = False, scope: str | None = None) -> str:
+	"""Scan the content files into a Content Health Report and return its name. By hand:
+
+	bench --site SITE execute memora_storage.scans.run [--kwargs "{'full': True}"]
+	"""
+	scope = scope or "Manual"
+	try:
+		return scan(full=full, scope=scope).name
+	except Exception as e:
+		frappe.db.rollback()
+		frappe.log_error(title=_("Memora Storage: {0} health scan failed").format(_(scope)))
+		save_failure(scope, e)
+		frappe.db.commit()
+		raise
 
 
 def in_business_hours(now: datetime.datetime | None = None) -> bool:
@@ -62,7 +78,7 @@ def in_business_hours(now: datetime.datetime | None = None) -> bool:
 	return start <= hour <= end if start <= end else hour >= start or hour <= end  # a window past midnight
 
 
-def run(full: bool = False, scope: str = "Manual") -> "frappe.Document":
+def scan(full: bool = False, scope: str = "Manual") -> "frappe.Document":
 	"""Scan, regenerate missing files if CDN Settings say so, and store a Content Health Report.
 
 	A Manual scan was asked for by the session's user: they see its progress and are told when it ends.
@@ -88,7 +104,7 @@ def _run(full: bool, scope: str, task: progress.Task) -> "frappe.Document":
 		frappe.log_error(title="memora_storage: .prev files left in public", message="\n".join(tidied.errors))
 	record_tz = ZoneInfo(get_system_timezone())
 	since = None if full else last_scan_start()
-	ctx = content.new_context()
+	ctx = publishing.new_context()
 	expected = ExpectedRecords(
 		ctx,
 		render=full,
@@ -104,7 +120,7 @@ def _run(full: bool, scope: str, task: progress.Task) -> "frappe.Document":
 			store.root,
 			expected,
 			since=since,
-			paths=changed_paths(since),
+			paths=content_files.changed_since(since),
 			sample=SAMPLE_SIZE,
 			record_tz=record_tz,
 		)
@@ -119,7 +135,7 @@ def _run(full: bool, scope: str, task: progress.Task) -> "frappe.Document":
 				done, total + 1, _("Missing files regenerated: {0} of {1}").format(done, total)
 			),
 		)
-	pending = pending_errors()  # read after regenerating: a failed regeneration is pending now
+	pending = content_files.pending_write_errors()  # after regenerating: a failed one is pending now
 	problems = [
 		*_problems("Missing", found["missing"], pending, regenerated),
 		*(
@@ -181,13 +197,13 @@ class ExpectedRecords:
 	Without renders the rows are streamed (an unbuffered cursor), so memory does not grow with the
 	records. With renders each record's file is rendered while the rows are read, which needs the
 	connection for its own queries, so the rows of one DocType are fetched first.
-	A record whose name cannot be a path (content.path_of refuses it) is listed in `refused` instead.
+	A record whose name cannot be a path (`path_of` refuses it) is listed in `refused` instead.
 	`on_progress(read, total)` hears of every record read (it must not query: the cursor may be open).
 	"""
 
 	def __init__(
 		self,
-		ctx: content.RenderContext,
+		ctx: publishing.RenderContext,
 		render: bool,
 		on_progress: Callable[[int, int], None] | None = None,
 	):
@@ -209,7 +225,7 @@ class ExpectedRecords:
 					self.on_progress(read, total)
 				values = frappe._dict(zip(fields, row, strict=True))
 				try:
-					path = content.path_of(content_type, values)
+					path = path_of(content_type, values)
 				except paths.InvalidPathError as e:
 					self.refused.append(
 						frappe._dict(
@@ -241,7 +257,7 @@ class ExpectedRecords:
 			yield from query.run(as_list=True, as_iterator=True)
 
 	def _renderer(self, doctype: str, name: str):
-		return lambda: content.render(frappe.get_doc(doctype, name), self.ctx)
+		return lambda: publishing.render(frappe.get_doc(doctype, name), self.ctx)
 
 
 def last_scan_start() -> datetime.datetime | None:
@@ -252,25 +268,6 @@ def last_scan_start() -> datetime.datetime | None:
 		"checked_at",
 		order_by="checked_at desc",
 	)
-
-
-def changed_paths(since: datetime.datetime) -> list[str]:
-	"""Paths written, failed or removed since `since`, and every path still waiting to be written."""
-	return frappe.get_all(
-		content_files.DOCTYPE,
-		or_filters={"modified": [">=", since], "local_status": "Pending"},
-		pluck="path",
-	)
-
-
-def pending_errors() -> dict[str, str]:
-	"""Path → last error of every Content File whose write failed and is being retried."""
-	return {
-		row.path: row.local_error or ""
-		for row in frappe.get_all(
-			content_files.DOCTYPE, filters={"local_status": "Pending"}, fields=["path", "local_error"]
-		)
-	}
 
 
 def _problems(
@@ -298,7 +295,7 @@ def _problems(
 def regenerate(
 	missing: list[dict],
 	store: ContentStore,
-	ctx: content.RenderContext,
+	ctx: publishing.RenderContext,
 	on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, str | None]:
 	"""Write the missing files again from their documents; path → None when written, else why not.
@@ -324,19 +321,15 @@ def regenerate(
 		if not (doctype and name and frappe.db.exists(doctype, name)):
 			continue
 		try:
-			written = content.write_document(frappe.get_doc(doctype, name), ctx, store)
+			written = publishing.write_document(frappe.get_doc(doctype, name), ctx, store)
 		except Exception as e:  # a serialiser that fails must not stop the other files
 			frappe.log_error(title=_("Memora Storage: could not render {0} {1}").format(doctype, name)[:140])
 			outcome[path] = str(e) or type(e).__name__
 			continue
 		# A failed write is logged and left Pending by write_document; its reason is on the row.
-		outcome[path] = None if written else _row_error(path)
+		outcome[path] = None if written is not publishing.Outcome.FAILED else content_files.local_error(path)
 	frappe.db.commit()
 	return outcome
-
-
-def _row_error(path: str) -> str:
-	return frappe.db.get_value(content_files.DOCTYPE, content_files.row_name(path), "local_error") or ""
 
 
 def _has_entries(root: os.PathLike) -> bool:
@@ -421,13 +414,13 @@ def delete_orphans(
 	if not orphans:
 		return counts
 	store = settings.content_store()
-	expected = {record.path for record in ExpectedRecords(content.new_context(), render=False)}
+	expected = {record.path for record in ExpectedRecords(publishing.new_context(), render=False)}
 	scan_began = get_datetime(report.checked_at).replace(tzinfo=ZoneInfo(get_system_timezone())).timestamp()
 	for done, path in enumerate(orphans, 1):
 		if on_progress:
 			on_progress(done, len(orphans))
 		try:
-			mtime = os.lstat(paths.resolve(store.root, path)).st_mtime
+			mtime = os.lstat(paths.file_path(store.root, path)).st_mtime
 		except (FileNotFoundError, paths.InvalidPathError):
 			counts["gone"] += 1
 			continue
@@ -440,7 +433,7 @@ def delete_orphans(
 			content_files.record_failure(path, None, None, e)  # logged; retried as a pending removal
 			counts["failed"] += 1
 			continue
-		if frappe.db.exists(content_files.DOCTYPE, content_files.row_name(path)):
+		if content_files.exists(path):
 			content_files.record_removal(path, is_folder=False)
 		counts["deleted"] += 1
 	report.db_set("orphans_deleted_count", (report.orphans_deleted_count or 0) + counts["deleted"])

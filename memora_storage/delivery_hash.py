@@ -1,0 +1,189 @@
+"""The delivery hash: one Redis hash per site that every web and worker process reads to decide URLs.
+
+It holds the settings snapshot, the probe's verdict and, for every path that has a Content File row,
+whether the CDN holds the path's current version: `c` (it does) or `l` (it does not: a new or edited
+file not uploaded yet, a failed upload, a deleted file), followed by the version's SHA-256. Reading
+any number of paths is one HMGET, or none: each process keeps what it read until Redis reports a
+write to the hash (`utils/hash_mirror.py`). A path is marked local before its new bytes reach the
+disk, and goes back on the CDN only once the upload of exactly those bytes has been confirmed and
+committed (a compare-and-set on the version).
+
+The rows are the record (`content_files.py` writes both and rebuilds this from them when Redis has
+lost it); this module only stores and reads.
+"""
+
+import functools
+import json
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import frappe
+import redis
+
+from memora_storage.utils.hash_mirror import HashMirror
+
+HASH = "memora_storage:delivery"
+# Fields no content path can be: content path segments never start with ".".
+SETTINGS_FIELD = ".settings"
+FAILOVER_FIELD = ".failover"  # the probe's verdict (failover.py): {"down": bool, "since": ...}
+READY_FIELD = ".ready"  # set once the hash holds every row's state
+ON_CDN = "c"
+LOCAL = "l"
+
+# Compare-and-set: (path, marked, uploaded) goes on the CDN at `uploaded` only while the path is
+# still marked local at `marked`, the version its row recorded: a newer mark means a newer file.
+_PROMOTE = """
+local promoted = 0
+for i = 1, #ARGV, 3 do
+	if redis.call('HGET', KEYS[1], ARGV[i]) == 'l' .. ARGV[i + 1] then
+		redis.call('HSET', KEYS[1], ARGV[i], 'c' .. ARGV[i + 2])
+		promoted = promoted + 1
+	end
+end
+return promoted
+"""
+
+
+class Delivery(NamedTuple):
+	"""A path's delivery as the hash holds it: on the CDN or not, and the version's SHA-256."""
+
+	on_cdn: bool
+	sha256: str | None
+
+
+class Snapshot(NamedTuple):
+	"""One read of the hash: the raw settings and verdict fields, and each path's delivery."""
+
+	settings: bytes | None
+	failover: bytes | None
+	deliveries: list[Delivery | None]
+
+
+def _key() -> bytes:
+	return frappe.cache.make_key(HASH)
+
+
+def _redis() -> redis.Redis:
+	"""The raw client: Frappe's wrapper pickles hash values, this hash holds plain strings."""
+	return frappe.cache
+
+
+_mirrors: dict[bytes, HashMirror] = {}
+
+
+def _mirror() -> HashMirror | None:
+	"""This process's copy of the site's hash (not behind Redis Sentinel, whose failovers it does not follow)."""
+	if frappe.conf.get("redis_cache_sentinel_enabled"):
+		return None
+	key = _key()
+	if key not in _mirrors:
+		_mirrors[key] = HashMirror(frappe.cache, key)
+	return _mirrors[key]
+
+
+def state(on_cdn: bool, sha256: str | None) -> str:
+	"""The stored form of a path's delivery."""
+	return (ON_CDN if on_cdn else LOCAL) + (sha256 or "")
+
+
+def delivery_of(value: bytes | None) -> Delivery | None:
+	return None if value is None else Delivery(value[:1] == b"c", value[1:].decode() or None)
+
+
+def read(paths: list[str]) -> Snapshot | None:
+	"""The settings, the verdict and each path's delivery (None: no row) in one round trip; None
+	while the hash is not complete (Redis lost it and no rebuild has finished)."""
+	fields = [READY_FIELD, SETTINGS_FIELD, FAILOVER_FIELD, *paths]
+	mirror = _mirror()
+	values = mirror.get(fields) if mirror else redis.Redis.hmget(_redis(), _key(), fields)
+	if values[0] is None or values[1] is None:
+		return None
+	return Snapshot(values[1], values[2], [delivery_of(value) for value in values[3:]])
+
+
+def mark(states: dict[str, str]) -> None:
+	"""Record paths' delivery as given (from `state`); local marks take effect at once."""
+	if states:
+		redis.Redis.hset(_redis(), _key(), mapping=states)
+		_wrote()
+
+
+def mark_local(path: str, sha256: str | None = None) -> None:
+	"""Serve `path` from this server from now on: call before its file changes."""
+	mark({path: state(False, sha256)})
+
+
+def promote(versions: dict[str, str], marked: dict[str, str] | None = None) -> int:
+	"""Serve these paths (path → SHA-256 uploaded) from the CDN, each only if it is still marked local
+	at the version uploaded, or at the one `marked` names (a row repaired to what its file holds)."""
+	if not versions:
+		return 0
+	marked = marked or {}
+	args = [value for path, sha in versions.items() for value in (path, marked.get(path, sha), sha)]
+	promoted = int(redis.Redis.eval(_redis(), _PROMOTE, 1, _key(), *args))
+	_wrote()
+	return promoted
+
+
+def forget(paths: Iterable[str]) -> None:
+	"""Paths with no Content File row any more: they follow the settings again."""
+	if paths := list(paths):
+		redis.Redis.hdel(_redis(), _key(), *paths)
+		_wrote()
+
+
+def publish_settings(values: dict) -> None:
+	redis.Redis.hset(_redis(), _key(), SETTINGS_FIELD, json.dumps(values))
+	_wrote()
+
+
+def publish_failover(values: dict) -> None:
+	"""Every process follows the probe's verdict from its next call on; a field apart from the
+	settings, so a settings save can never put back a verdict it read before the probe's."""
+	redis.Redis.hset(_redis(), _key(), FAILOVER_FIELD, json.dumps(values))
+	_wrote()
+
+
+def stored_settings() -> dict | None:
+	raw = redis.Redis.hget(_redis(), _key(), SETTINGS_FIELD)
+	return parse(raw) if raw else None
+
+
+def stored_failover() -> dict | None:
+	raw = redis.Redis.hget(_redis(), _key(), FAILOVER_FIELD)
+	return parse(raw) if raw else None
+
+
+def fill_settings(values: dict) -> None:
+	"""Store a database read of the settings unless a save has published newer ones meanwhile."""
+	redis.Redis.hsetnx(_redis(), _key(), SETTINGS_FIELD, json.dumps(values))
+
+
+def fill_failover(values: dict) -> None:
+	redis.Redis.hsetnx(_redis(), _key(), FAILOVER_FIELD, json.dumps(values))
+
+
+def fill(states: Iterable[tuple[str, str]], settings: dict, failover: dict) -> None:
+	"""Complete the hash from a database read; a field written meanwhile (a newer mark) is kept."""
+	pipe = redis.Redis.pipeline(_redis(), transaction=False)
+	for path, value in states:
+		pipe.hsetnx(_key(), path, value)
+	pipe.hsetnx(_key(), SETTINGS_FIELD, json.dumps(settings))
+	pipe.hsetnx(_key(), FAILOVER_FIELD, json.dumps(failover))
+	pipe.hset(_key(), READY_FIELD, 1)
+	pipe.execute()
+
+
+def is_ready() -> bool:
+	return bool(redis.Redis.hexists(_redis(), _key(), READY_FIELD))
+
+
+def _wrote() -> None:
+	"""This process reads its own writes at once; other processes follow on Redis's invalidation."""
+	if mirror := _mirror():
+		mirror.invalidate()
+
+
+@functools.lru_cache(maxsize=16)
+def parse(raw: bytes) -> dict:
+	return json.loads(raw)
