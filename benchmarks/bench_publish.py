@@ -492,7 +492,7 @@ def cleanup(tag: str) -> int:
 
 	Found by name on disk and in the tables, so a run whose rows someone else deleted is cleaned too.
 	"""
-	from memora_storage import delivery, settings
+	from memora_storage import delivery_hash, settings
 
 	store = settings.content_store()
 	found = rows(tag)
@@ -504,7 +504,7 @@ def cleanup(tag: str) -> int:
 		store.remove_tree(f"plans/{folder.name}")
 	frappe.db.sql(f"delete from `tabContent File` where {_OURS}", _ours(tag))
 	frappe.db.commit()
-	delivery.forget(row.path for row in found)
+	delivery_hash.forget(row.path for row in found)
 	return len(found)
 
 
@@ -1008,7 +1008,7 @@ class Run:
 
 	def profile_drain(self, tag: str) -> dict:
 		"""The drain of N due uploads in this process under cProfile: where its time goes."""
-		from memora_storage import cdn_sync, content_files
+		from memora_storage import content_files, uploads
 		from memora_storage.utils.store import WriteResult
 
 		if self.worker.running:
@@ -1021,7 +1021,7 @@ class Run:
 		profiler = cProfile.Profile()
 		started = time.perf_counter()
 		profiler.enable()
-		totals = cdn_sync.drain()
+		totals = uploads.drain()
 		profiler.disable()
 		seconds = time.perf_counter() - started
 		out = io.StringIO()

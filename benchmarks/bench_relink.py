@@ -217,7 +217,7 @@ def on_site(site_name: str, plans: int) -> dict:
 	frappe.set_user("Administrator")
 	from frappe.utils.background_jobs import get_queue
 
-	from memora_storage import content_files, delivery, jobs, settings
+	from memora_storage import content_files, delivery_hash, jobs, settings
 	from memora_storage.tests.utils import set_cdn_settings, start_worker, stop
 
 	tag = "br" + frappe.generate_hash(length=5).lower()
@@ -251,7 +251,7 @@ def on_site(site_name: str, plans: int) -> dict:
 			[value for row in chunk for value in row],
 		)
 	frappe.db.commit()
-	delivery.rebuild()
+	content_files.rebuild_delivery_hash()
 	listing = [p for level in levels(files) for p in level]
 	worker = start_worker()
 	result = {"files": len(files), "relinked_files": len(listing)}
@@ -293,7 +293,7 @@ def on_site(site_name: str, plans: int) -> dict:
 		frappe.db.rollback()
 		frappe.db.sql("delete from `tabContent File` where path like %s", f"%{tag}%")
 		frappe.db.commit()
-		delivery.forget(files)
+		delivery_hash.forget(files)
 		for folder in ("plans", "units"):
 			for path in (store.root / folder).glob(f"*{tag}*"):
 				shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -1,4 +1,4 @@
-"""Resolver throughput in a warm process: get_content_url calls per second.
+"""Resolver throughput in a warm process: build_url calls per second.
 
 Three shapes of use: one path over and over (a hot link), a mix of 10,000 distinct paths with Arabic,
 spaces and '#' (a site's whole catalogue; measured cold, with the encoded-path cache just cleared, and warm),
@@ -21,7 +21,7 @@ if __package__ in (None, ""):
 
 from benchmarks.common import markdown_table, write_results
 from memora_storage.utils.paths import _url_path
-from memora_storage.utils.resolver import UrlSettings, get_content_url
+from memora_storage.utils.resolver import UrlSettings, build_url
 
 GOAL_SINGLE = 200_000
 DISTINCT = 10_000
@@ -67,11 +67,11 @@ def rate(calls: int, body: Callable[[], None], repeat: int) -> dict[str, float]:
 
 def bench_single(settings: UrlSettings, calls: int, repeat: int) -> dict[str, float]:
 	path = "plans/P001/subjects/S00042.json"
-	get_content_url(path, settings)
+	build_url(path, settings)
 
 	def body() -> None:
 		for _ in range(calls):
-			get_content_url(path, settings)
+			build_url(path, settings)
 
 	return rate(calls, body, repeat)
 
@@ -83,20 +83,20 @@ def bench_mix_cold(settings: UrlSettings, paths: list[str], repeat: int) -> dict
 		_url_path.cache_clear()  # the resolver's per-process cache of encoded paths
 		start = time.perf_counter()
 		for path in paths:
-			get_content_url(path, settings)
+			build_url(path, settings)
 		rates.append(len(paths) / (time.perf_counter() - start))
 	return {"best": max(rates), "median": statistics.median(rates), "runs": repeat}
 
 
 def bench_mix_warm(settings: UrlSettings, paths: list[str], calls: int, repeat: int) -> dict[str, float]:
 	for path in paths:
-		get_content_url(path, settings)
+		build_url(path, settings)
 	rounds = max(1, calls // len(paths))
 
 	def body() -> None:
 		for _ in range(rounds):
 			for path in paths:
-				get_content_url(path, settings)
+				build_url(path, settings)
 
 	return rate(rounds * len(paths), body, repeat)
 
@@ -109,7 +109,7 @@ def bench_batch(settings: UrlSettings, paths: list[str], calls: int, repeat: int
 	def body() -> None:
 		for _ in range(rounds):
 			for batch in batches:
-				{path: get_content_url(path, settings) for path in batch}
+				{path: build_url(path, settings) for path in batch}
 
 	return rate(rounds * len(paths), body, repeat)
 

@@ -55,7 +55,7 @@ DATABASE = "memora_bench_scan"
 # The MariaDB login, set by main() from the --db-* options (defaults: the MEMORA_DB_* variables).
 DB: dict = {"charset": "utf8mb4"}
 DB_DEFAULTS = {"host": "127.0.0.1", "port": "3306", "user": "root", "password": ""}
-# The default content map's path rules (memora_storage.content.DEFAULT_CONTENT_MAP, which needs Frappe).
+# The default content map's path rules (memora_storage.content_map.DEFAULT_CONTENT_MAP, which needs Frappe).
 PATH_RULES = {
 	"Plan": "plans/{name}/manifest.json",
 	"Subject": "plans/{plan}/subjects/{name}.json",

@@ -47,7 +47,7 @@ if __package__ in (None, ""):
 from benchmarks.common import RESULTS_DIR, add_bench_arguments, bench_and_site, markdown_table, write_results
 from memora_storage.tests.nginx import NOT_INSTALLED, Nginx, find_nginx, free_port
 from memora_storage.utils import canonical, paths
-from memora_storage.utils.resolver import UrlSettings, get_content_url
+from memora_storage.utils.resolver import UrlSettings, build_url
 from memora_storage.utils.store import ContentStore
 
 FOLDER = "memora_bench_serve"  # under public/files, beside memora_content, never inside it
@@ -98,7 +98,7 @@ end
 
 
 def generate(root: Path, lock_dir: Path, local_domain: str, plans: int, seed: int = 4) -> dict[str, bytes]:
-	"""Plans of 10 subjects of 10 units each, rendered with links as content.py renders them; path → bytes."""
+	"""Plans of 10 subjects of 10 units each, rendered with links as publishing.py renders them; path → bytes."""
 	rng = random.Random(seed)
 	store = ContentStore(root, lock_dir)
 	fallback = UrlSettings(
@@ -114,7 +114,7 @@ def generate(root: Path, lock_dir: Path, local_domain: str, plans: int, seed: in
 		store.write(path, files[path])
 
 	def link(path: str, name: str) -> dict:
-		return {"name": name, "title": name, "url": get_content_url(path, fallback)}
+		return {"name": name, "title": name, "url": build_url(path, fallback)}
 
 	for p in range(plans):
 		plan = f"خطة-{p:03}" if p % 5 == 0 else f"plan-{p:03}"

@@ -207,7 +207,7 @@ def wait_applied(mode: str, probe: Callable[[], str], expected: str, timeout: fl
 
 def measure(mode: str, ctx: dict, args: argparse.Namespace) -> dict:
 	"""Every figure of one mode, with the settings of that mode already in force."""
-	from memora_storage import api, delivery, settings
+	from memora_storage import api, delivery_hash, settings
 	from memora_storage.utils import resolver
 
 	counter, paths, states, on_cdn = ctx["counter"], ctx["paths"], ctx["states"], ctx["on_cdn"]
@@ -222,7 +222,7 @@ def measure(mode: str, ctx: dict, args: argparse.Namespace) -> dict:
 	urls = api.get_content_urls(paths)
 	for path in paths:
 		api.get_content_url(path)
-	mirror = delivery._mirror()
+	mirror = delivery_hash._mirror()
 	out["mirror_live"] = bool(mirror and mirror.live)
 	# Per-version routing: with the CDN on, exactly the paths marked on the CDN get its URL.
 	expected = [resolver.get_content_url(p, url_settings, s) for p, s in zip(paths, on_cdn, strict=True)]
@@ -246,7 +246,7 @@ def measure(mode: str, ctx: dict, args: argparse.Namespace) -> dict:
 
 	def delivery_hot():
 		for _ in range(n):
-			delivery.get_content_url(hot)
+			urls.url_of(hot)
 
 	def api_hot():
 		for _ in range(n):
@@ -259,7 +259,7 @@ def measure(mode: str, ctx: dict, args: argparse.Namespace) -> dict:
 	single = {
 		"core, one path": rate(n, core_hot, args.repeat),
 		"core, 1,000 paths in turn": rate(n, core_cycle, args.repeat),
-		"delivery.get_content_url (Jinja helper), one path": rate(n, delivery_hot, args.repeat),
+		"urls.url_of (Jinja helper), one path": rate(n, delivery_hot, args.repeat),
 		"api.get_content_url, one path": rate(n, api_hot, args.repeat),
 		"api.get_content_url, 1,000 paths in turn": rate(n, api_cycle, args.repeat),
 	}
@@ -278,7 +278,7 @@ def measure(mode: str, ctx: dict, args: argparse.Namespace) -> dict:
 	warm_ms = latencies(lambda: api.get_content_urls(paths), 200)
 	cold_ms, cold_commands = [], Counter()
 	for i in range(50):
-		delivery.mark({paths[i]: states[paths[i]]})  # same value: only the invalidation matters
+		delivery_hash.mark({paths[i]: states[paths[i]]})  # same value: only the invalidation matters
 		time.sleep(0.02)  # the listener thread drops the copy
 		before = Counter(counter.counts)
 		started = time.perf_counter()
@@ -352,8 +352,7 @@ def measure(mode: str, ctx: dict, args: argparse.Namespace) -> dict:
 	core = single["core, one path"]["median"]
 	out["ratios"] = {
 		"api_single_vs_core": single["api.get_content_url, one path"]["median"] / core,
-		"delivery_single_vs_core": single["delivery.get_content_url (Jinja helper), one path"]["median"]
-		/ core,
+		"delivery_single_vs_core": single["urls.url_of (Jinja helper), one path"]["median"] / core,
 		"api_batch_warm_vs_core_batch": out["batch"]["warm_ms"]["p50"] / out["batch"]["core_ms"]["p50"],
 	}
 	api_rate = single["api.get_content_url, one path"]["median"]
@@ -494,14 +493,14 @@ def main() -> int:
 	frappe.set_user("Administrator")
 	import requests
 
-	from memora_storage import api, delivery, settings
+	from memora_storage import api, delivery_hash, settings
 	from memora_storage.tests.utils import start_dev_server
 	from memora_storage.utils import resolver
 
 	results: dict = {"app_at_start": app_fingerprint(), "interference": []}
 	tag = frappe.generate_hash(length=6).lower()
 	paths = [f"units/br{tag}-{i}.json" for i in range(BATCH)]
-	states = {path: delivery.state(i % 2 == 0, f"{i:064x}") for i, path in enumerate(paths)}
+	states = {path: delivery_hash.state(i % 2 == 0, f"{i:064x}") for i, path in enumerate(paths)}
 	on_cdn = [i % 2 == 0 for i in range(BATCH)]
 	found = stored_settings()
 	found_mode = mode_of(settings.url_settings())
@@ -511,7 +510,7 @@ def main() -> int:
 	saved: dict | None = None
 	pages: list[str] = []
 	server = None
-	delivery.mark(states)
+	delivery_hash.mark(states)
 	try:
 		server, base = start_dev_server()  # the site frappe.init set up above
 		session = requests.Session()
@@ -541,7 +540,7 @@ def main() -> int:
 		for name in pages:
 			frappe.delete_doc("Web Page", name, force=True, ignore_permissions=True)
 		frappe.db.commit()
-		delivery.forget(paths)
+		delivery_hash.forget(paths)
 
 	results["app_at_end"] = app_fingerprint()
 	if results["app_at_end"] != results["app_at_start"]:

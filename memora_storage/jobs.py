@@ -43,7 +43,7 @@ VERIFY = "verify-cdn"
 SCAN = "health-check"
 ONCE = {
 	VERIFY: Kind("memora_storage.verification.verify"),
-	SCAN: Kind("memora_storage.scans.run_job"),
+	SCAN: Kind("memora_storage.scans.run"),
 }
 
 

@@ -7,7 +7,7 @@ distribution with bench's own static-file rule (memora_storage/tests/nginx.py). 
 records every write it receives and the restarted process replays them, so the endpoint comes
 back with the objects it held, as a real bucket does after an outage.
 
-Files are rendered the way content.py renders them: canonical JSON, a plan manifest listing its
+Files are rendered the way publishing.py renders them: canonical JSON, a plan manifest listing its
 subjects with their URLs, a subject listing its units with their URLs, every URL from the resolver
 over one settings snapshot. Every upload goes through the app's `Uploader.upload_many` and every
 delete through `CdnBucket.delete_many` (a removed folder spelled out by the paths it held on the CDN,
@@ -41,7 +41,7 @@ from s3_helpers import MotoServer, raw_client
 
 from memora_storage.tests.nginx import Nginx
 from memora_storage.utils import canonical, paths
-from memora_storage.utils.resolver import UrlSettings, get_content_url
+from memora_storage.utils.resolver import UrlSettings, build_url
 from memora_storage.utils.s3 import CdnBucket, CdnError, S3Config
 from memora_storage.utils.store import ContentStore
 from memora_storage.utils.uploader import Uploader
@@ -102,7 +102,7 @@ class CrashableEndpoint(MotoServer):
 
 @dataclass
 class Catalogue:
-	"""Plans, Subjects and Units as the database holds them, rendered to files as content.py does."""
+	"""Plans, Subjects and Units as the database holds them, rendered to files as publishing.py does."""
 
 	store: ContentStore
 	url_settings: UrlSettings
@@ -121,7 +121,7 @@ class Catalogue:
 		return {
 			"name": name,
 			"title": name,
-			"url": get_content_url(self.path(doctype, name), self.url_settings),
+			"url": build_url(self.path(doctype, name), self.url_settings),
 		}
 
 	def document(self, doctype: str, name: str) -> dict:
@@ -377,7 +377,7 @@ class Drill:
 		"""4. Every live file through nginx, then every link a client follows from the manifests."""
 		with self.timed("serve"):
 			ordered = sorted(self.live)
-			urls = [get_content_url(path, self.catalogue.url_settings) for path in ordered]
+			urls = [build_url(path, self.catalogue.url_settings) for path in ordered]
 			wrong_urls = [
 				url
 				for url, path in zip(urls, ordered, strict=True)
@@ -390,7 +390,7 @@ class Drill:
 				)
 				if status != 200 or body != self.live[path] or not content_type.startswith("application/json")
 			]
-			gone_urls = [get_content_url(path, self.catalogue.url_settings) for path in sorted(self.removed)]
+			gone_urls = [build_url(path, self.catalogue.url_settings) for path in sorted(self.removed)]
 			gone = [status for status, _, _ in self.fetcher.get_all(gone_urls)]
 			by_url = dict(zip(urls, ordered, strict=True))
 			manifests = [self.catalogue.path("Plan", plan) for plan in self.catalogue.plans]

@@ -24,7 +24,7 @@ README = ROOT / "README.md"
 DOCS = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 
 # Pages other engineers write alongside these; linked already, checked like any other once they exist.
-WRITTEN_ELSEWHERE = {"docs/architecture.md", "docs/requirements.md"}
+WRITTEN_ELSEWHERE = {"docs/requirements.md"}
 
 # Frappe v15's own commands that the docs use, with their options, as in
 # apps/frappe/frappe/commands/*.py of Frappe v15.55.1. `bench --site SITE` takes these global options.

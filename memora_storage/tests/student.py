@@ -8,7 +8,7 @@ from urllib.parse import unquote
 import frappe
 import requests
 
-from memora_storage import api, cdn_sync, delivery, jobs
+from memora_storage import api, content_files, jobs, uploads
 from memora_storage.tests.utils import (
 	S3_ENDPOINT,
 	ContentTestCase,
@@ -53,7 +53,7 @@ class PublishingTestCase(ContentTestCase):
 		self.use(self.proxy.url)
 		frappe.db.delete("Content File")
 		frappe.db.commit()
-		delivery.rebuild()
+		content_files.rebuild_delivery_hash()
 		self.http = requests.Session()
 
 	def tearDown(self) -> None:
@@ -118,7 +118,7 @@ class PublishingTestCase(ContentTestCase):
 		return seen
 
 	def drain(self) -> dict[str, int]:
-		return cdn_sync.drain()
+		return uploads.drain()
 
 	def wait_quiet(self, timeout: float = 120) -> None:
 		"""Until no relink or drain is asked for or running and nothing is due."""
@@ -136,7 +136,7 @@ class PublishingTestCase(ContentTestCase):
 				or queue.started_job_registry.count
 				or frappe.db.count("Content File", {"sync_status": "Syncing"})
 				# while delivery is local, due rows wait for the CDN: quiet, not busy
-				or (cdn_sync.uploads_go() and frappe.db.count("Content File", {"sync_status": "Pending"}))
+				or (uploads.uploads_go() and frappe.db.count("Content File", {"sync_status": "Pending"}))
 			)
 			if busy:
 				quiet_since = None

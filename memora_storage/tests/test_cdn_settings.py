@@ -8,9 +8,8 @@ import unittest
 
 import frappe
 
-from memora_storage import content_files, delivery, jobs, settings
+from memora_storage import api, content_files, delivery_hash, jobs, relink, settings
 from memora_storage.api import get_content_url
-from memora_storage.tasks import relink_all
 from memora_storage.tests.utils import (
 	S3_ENDPOINT,
 	S3_SKIP_REASON,
@@ -90,7 +89,7 @@ class TestCDNSettings(ContentTestCase):
 		self.assertTrue(local.startswith("http://memora.local/"))
 		set_cdn_settings(enable_cdn=1, cdn_base_url=CDN, bucket="b")
 		self.assertTrue(jobs.is_requested(jobs.RELINK))
-		relink_all()
+		relink.relink()
 		self.assertFalse(jobs.is_requested(jobs.RELINK))
 		# The CDN holds no version of the subject yet, so the manifest keeps linking it here.
 		self.assertEqual(self.read_json(path)["subjects"][0]["url"], local)
@@ -100,9 +99,9 @@ class TestCDNSettings(ContentTestCase):
 		sha = frappe.db.get_value("Content File", name, "sha256")
 		frappe.db.set_value("Content File", name, {"sync_status": "Synced", "synced_sha256": sha})
 		frappe.db.commit()
-		self.assertEqual(delivery.promote({subject_path: sha}), 1)
+		self.assertEqual(delivery_hash.promote({subject_path: sha}), 1)
 		self.assertEqual(get_content_url(subject_path), f"{CDN}/{subject_path}")
-		relink_all()
+		relink.relink()
 		self.assertEqual(self.read_json(path)["subjects"][0]["url"], f"{CDN}/{subject_path}")
 
 	def test_only_system_manager_reads_settings_and_secret_never_leaves(self):
@@ -129,14 +128,12 @@ class TestCDNSettings(ContentTestCase):
 		import dataclasses
 		from unittest.mock import patch
 
-		from memora_storage import relink
-
 		_plan, _subject, _units = self.make_tree()
 		current = settings.url_settings()
 		older = dataclasses.replace(current, local_domain="http://older.example")
 		jobs.started(jobs.RELINK)
 		with patch.object(relink.settings, "url_settings", side_effect=[older, current, current]):
-			counts = relink_all()
+			counts = relink.relink()
 		self.assertEqual((counts["rewritten"], counts["failed"]), (0, 0))
 		self.assertTrue(jobs.is_requested(jobs.RELINK))
 
@@ -157,8 +154,6 @@ class TestCorsRule(ContentTestCase):
 		self.assertIn("https://app.example.com, https://*.learn.example", message)
 		rules = s3_client().get_bucket_cors(Bucket=bucket)["CORSRules"]
 		self.assertEqual(rules[0]["AllowedOrigins"], ["https://app.example.com", "https://*.learn.example"])
-		from memora_storage import api
-
 		steps = {step["name"]: step for step in api.test_connection()["steps"]}
 		self.assertTrue(steps["cors"]["ok"])
 

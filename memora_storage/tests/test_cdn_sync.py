@@ -16,7 +16,7 @@ from frappe.desk.doctype.notification_settings.notification_settings import (
 from frappe.utils import now_datetime
 from frappe.utils.background_jobs import get_job
 
-from memora_storage import api, cdn_sync, content_files
+from memora_storage import api, content_files, jobs, uploads, verification
 from memora_storage.tests.utils import (
 	S3_ENDPOINT,
 	S3_KEYS,
@@ -55,7 +55,7 @@ class TestCdnSync(ContentTestCase):
 		return frappe.get_all("Content File", filters={"sync_status": "Pending"}, pluck="name")
 
 	def sync_all(self, now: datetime.datetime | None = None) -> dict[str, int]:
-		return cdn_sync.drain(now=now)
+		return uploads.drain(now=now)
 
 	def test_saved_content_reaches_the_bucket_byte_for_byte(self):
 		_plan, _subject, units = self.make_tree()
@@ -100,7 +100,7 @@ class TestCdnSync(ContentTestCase):
 		first = now
 		gaps = []
 		for _ in range(20):
-			cdn_sync.drain(now=now)
+			uploads.drain(now=now)
 			row = frappe.get_doc("Content File", name)
 			if row.sync_status == "Failed":
 				break
@@ -110,7 +110,7 @@ class TestCdnSync(ContentTestCase):
 			gaps.append(round((row.next_attempt_at - now).total_seconds()))
 			# Not due yet: a pass one second early sends nothing.
 			self.assertEqual(
-				cdn_sync.drain(now=row.next_attempt_at - datetime.timedelta(seconds=1))["retry"],
+				uploads.drain(now=row.next_attempt_at - datetime.timedelta(seconds=1))["retry"],
 				0,
 			)
 			now = row.next_attempt_at
@@ -121,20 +121,20 @@ class TestCdnSync(ContentTestCase):
 
 		notifications_before = frappe.db.count("Notification Log", {"for_user": "Administrator"})
 		emails_before = frappe.db.count("Email Queue")
-		cdn_sync.dispatch()
+		uploads.dispatch()
 		self.assertEqual(
 			frappe.db.count("Notification Log", {"for_user": "Administrator"}), notifications_before + 1
 		)
 		self.assertEqual(frappe.db.count("Email Queue"), emails_before + 1)
 		email = frappe.get_last_doc("Email Queue")
 		self.assertIn("could not reach the CDN", email.message)
-		cdn_sync.dispatch()  # no alert storm: each failure is announced once
+		uploads.dispatch()  # no alert storm: each failure is announced once
 		self.assertEqual(frappe.db.count("Email Queue"), emails_before + 1)
 
 		self.use_endpoint(S3_ENDPOINT)
 		# Every file of the tree went through the same schedule; one alert covered them all.
 		self.assertEqual(api.retry_all_failed(), frappe.db.count("Content File"))
-		cdn_sync.drain()
+		uploads.drain()
 		self.assertEqual(frappe.db.get_value("Content File", name, "sync_status"), "Synced")
 		self.assertEqual(self.object_bytes(path), self.store.read(path))
 
@@ -168,15 +168,15 @@ class TestCdnSync(ContentTestCase):
 		_plan, _subject, units = self.make_tree()
 		self.sync_all()
 		# Other content of the site (the demo, say) has no rows here: a first resync sends it too.
-		cdn_sync.resync(cdn_sync.verify_bucket())
+		verification.resync(verification.verify())
 		self.sync_all()
-		self.assertEqual(cdn_sync.verify_bucket().status, "Healthy")
+		self.assertEqual(verification.verify().status, "Healthy")
 		missing, changed = f"units/{units[0].name}.json", f"units/{units[1].name}.json"
 		self.s3.delete_object(Bucket=self.bucket, Key=f"content/{missing}")
 		self.s3.put_object(Bucket=self.bucket, Key=f"content/{changed}", Body=b'{"tampered": true}\n')
 		self.s3.put_object(Bucket=self.bucket, Key="content/units/stray.json", Body=b"{}")
 
-		report = cdn_sync.verify_bucket()
+		report = verification.verify()
 		found = {(row.problem, row.path) for row in report.issues}
 		self.assertEqual(
 			found,
@@ -192,11 +192,11 @@ class TestCdnSync(ContentTestCase):
 		self.sync_all()
 		self.assertEqual(self.object_bytes(missing), self.store.read(missing))
 		self.assertEqual(self.object_bytes(changed), self.store.read(changed))
-		again = cdn_sync.verify_bucket()
+		again = verification.verify()
 		self.assertEqual({row.path for row in again.issues}, {"units/stray.json"})
 
 	def test_verify_cdn_now_is_one_long_job_that_tells_the_user(self):
-		job_id = cdn_sync.verify_job_id()
+		job_id = jobs.job_id(jobs.VERIFY)
 		self.addCleanup(_drop_job, job_id)
 		_drop_job(job_id)
 		self.assertTrue(api.verify_cdn())
@@ -206,13 +206,13 @@ class TestCdnSync(ContentTestCase):
 		self.assertFalse(api.verify_cdn())  # the nightly run shares the id: never two at once
 
 		emails = frappe.db.count("Email Queue")
-		report = cdn_sync.verify_bucket(user="Administrator")  # the job, in this process
+		report = verification.verify(user="Administrator")  # the job, in this process
 		self.assertEqual(self.told(report), report.summary)
 		self.assertEqual(frappe.db.count("Email Queue"), emails)  # the user is told; nobody is emailed
 
 		self.addCleanup(_notifications, enable=True)
 		_notifications(enable=False)  # Administrator's Notification Settings decide
-		self.assertIsNone(self.told(cdn_sync.verify_bucket(user="Administrator")))
+		self.assertIsNone(self.told(verification.verify(user="Administrator")))
 
 	def told(self, report) -> str | None:
 		"""The subject of the Notification Log a job's end left for Administrator about the report."""

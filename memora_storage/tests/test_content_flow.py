@@ -6,8 +6,7 @@ from unittest.mock import patch
 
 import frappe
 
-from memora_storage import content, content_files
-from memora_storage.tasks import retry_pending_writes
+from memora_storage import content_files, content_map, publishing
 from memora_storage.tests.utils import ContentTestCase, set_cdn_settings
 from memora_storage.utils.paths import content_root, file_path, prev_path
 
@@ -159,7 +158,7 @@ class TestContentFlow(ContentTestCase):
 			)
 		finally:
 			os.chmod(units_dir, mode)
-		self.assertGreaterEqual(retry_pending_writes(), 1)
+		self.assertGreaterEqual(publishing.retry_pending_writes(), 1)
 		self.assertEqual(self.read_json(path)["body"], "written while read-only")
 		self.assertEqual(
 			frappe.db.get_value("Content File", content_files.row_name(path), "local_status"), "Written"
@@ -175,24 +174,24 @@ class TestContentFlow(ContentTestCase):
 		row = frappe.get_doc("Content File", content_files.row_name(path))
 		self.assertEqual(row.local_status, "Pending")
 		self.assertIn("generation is paused", row.local_error)
-		self.assertEqual(retry_pending_writes(), 0)  # still low: nothing written, nothing lost
+		self.assertEqual(publishing.retry_pending_writes(), 0)  # still low: nothing written, nothing lost
 
 		set_cdn_settings(min_free_disk_percent=0)
-		self.assertGreaterEqual(retry_pending_writes(), 1)
+		self.assertGreaterEqual(publishing.retry_pending_writes(), 1)
 		self.assertEqual(self.read_json(path)["body"], "saved while the disk is low")
 
 	def test_a_failing_serialiser_keeps_no_other_file_from_disk(self):
 		"""One document whose serialiser raises: logged and marked Failed; the rest of the commit is written."""
 		_plan, _subject, units = self.make_tree()
 		broken, fine = units
-		real = content.serialize
+		real = publishing.serialize
 
 		def serialize(doc, ctx):
 			if doc.name == broken.name:
 				raise RuntimeError("serialiser bug")
 			return real(doc, ctx)
 
-		with patch("memora_storage.content.serialize", serialize):
+		with patch("memora_storage.publishing.serialize", serialize):
 			broken.reload()
 			broken.body = "never rendered"
 			broken.save()
@@ -211,10 +210,10 @@ class TestContentFlow(ContentTestCase):
 		)
 
 	def test_a_document_without_its_parent_has_no_path_yet(self):
-		subject_type = content.get_content_map()["Subject"]
-		self.assertIsNone(content.path_of(subject_type, frappe._dict(name="S1", plan=None)))
+		subject_type = content_map.get_content_map()["Subject"]
+		self.assertIsNone(content_map.path_of(subject_type, frappe._dict(name="S1", plan=None)))
 		self.assertEqual(
-			content.path_of(subject_type, frappe._dict(name="S1", plan="P1")), "plans/P1/subjects/S1.json"
+			content_map.path_of(subject_type, frappe._dict(name="S1", plan="P1")), "plans/P1/subjects/S1.json"
 		)
 
 	def test_rows_know_the_file_that_lists_them_and_the_patch_fills_old_rows(self):

@@ -31,8 +31,7 @@ import frappe
 import requests
 from frappe.utils.password import update_password
 
-from memora_storage import api, cdn_sync, content_files, disk_guard, reports
-from memora_storage.tasks import retry_pending_writes
+from memora_storage import api, content_files, disk_guard, publishing, reports, uploads
 from memora_storage.tests.utils import (
 	S3_ENDPOINT,
 	S3_KEYS,
@@ -349,7 +348,7 @@ class TestDeskInBrowser(ContentTestCase):
 				rows["failed"][1]: ("Failed", "red"),
 				# while delivery is local a due row waits for the CDN, not failing
 				rows["pending"]: ("Waiting for CDN", "yellow")
-				if cdn_sync.waiting()
+				if uploads.waiting()
 				else ("Pending", "orange"),
 				rows["syncing"]: ("Syncing", "blue"),
 				rows["write_pending"]: ("Write Pending", "orange"),
@@ -489,7 +488,7 @@ class TestDeskInBrowser(ContentTestCase):
 			self.assertEqual(frappe.db.get_value("Unit", units[0].name, "title"), f"{units[0].name} (edited)")
 		finally:
 			os.chmod(folder, mode)
-		retry_pending_writes()
+		publishing.retry_pending_writes()
 		frappe.db.commit()
 
 	# Arranging ------------------------------------------------------------------------------------
@@ -825,10 +824,19 @@ class TestDeskInBrowser(ContentTestCase):
 		Path(folder).mkdir(parents=True, exist_ok=True)
 		self.js("window.scrollTo(0, 0)")
 		size = self.driver.get_window_size()
-		if whole:
-			height = self.js("return document.documentElement.scrollHeight")
-			chrome = size["height"] - self.js("return window.innerHeight")  # 0 in headless Chromium
-			self.driver.set_window_size(size["width"], min(height, SCREENSHOT_MAX_HEIGHT) + chrome)
+		for _ in range(4) if whole else ():
+			# What is still scrolled away: the document's, or that of a box of the page that scrolls on
+			# its own (the workspace's), which a taller window lets grow.
+			hidden = self.js(
+				"""const boxes = [...document.querySelectorAll('*')].filter((e) =>
+					/auto|scroll/.test(getComputedStyle(e).overflowY) && e.clientHeight > 0);
+				return Math.max(document.documentElement.scrollHeight - window.innerHeight,
+					...boxes.map((e) => e.scrollHeight - e.clientHeight));"""
+			)
+			height = self.driver.get_window_size()["height"]
+			if hidden <= 1 or height >= SCREENSHOT_MAX_HEIGHT:
+				break
+			self.driver.set_window_size(size["width"], min(height + hidden, SCREENSHOT_MAX_HEIGHT))
 			time.sleep(0.5)  # charts and sticky parts follow the resize
 			self.js("window.scrollTo(0, 0)")
 		try:

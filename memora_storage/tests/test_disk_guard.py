@@ -8,8 +8,7 @@ back to 0. The guard reads the real free space through psutil either way.
 
 import frappe
 
-from memora_storage import alerts, content_files, disk_guard
-from memora_storage.tasks import check_disk_space, retry_pending_writes
+from memora_storage import alerts, content_files, disk_guard, publishing
 from memora_storage.tests.utils import ContentTestCase, ensure_outgoing_email_account, set_cdn_settings
 from memora_storage.utils import disk, paths
 
@@ -45,10 +44,10 @@ class TestDiskGuard(ContentTestCase):
 		managers = alerts.system_managers()
 		self.assertIn("Administrator", managers)
 		notes, emails = self.counts()
-		self.assertEqual(check_disk_space(), None)  # plenty of space: silence
+		self.assertEqual(disk_guard.check(), None)  # plenty of space: silence
 
 		set_cdn_settings(min_free_disk_percent=ABOVE_REAL_FREE)
-		self.assertEqual(check_disk_space(), "low")
+		self.assertEqual(disk_guard.check(), "low")
 		low_notes, low_emails = self.counts()
 		self.assertEqual(low_notes, {user: notes[user] + 1 for user in managers})
 		self.assertEqual(low_emails, emails + 1)
@@ -64,16 +63,16 @@ class TestDiskGuard(ContentTestCase):
 		# Still low, and the settings saved again meanwhile: no storm.
 		set_cdn_settings(min_free_disk_percent=ABOVE_REAL_FREE, local_domain="http://memora.other")
 		for _ in range(3):
-			self.assertIsNone(check_disk_space())
+			self.assertIsNone(disk_guard.check())
 		self.assertEqual(self.counts(), (low_notes, low_emails))
 
 		set_cdn_settings(min_free_disk_percent=0)
-		self.assertEqual(check_disk_space(), "recovered")
+		self.assertEqual(disk_guard.check(), "recovered")
 		recovered_notes, recovered_emails = self.counts()
 		self.assertEqual(recovered_notes, {user: notes[user] + 2 for user in managers})
 		self.assertEqual(recovered_emails, emails + 2)
 		self.assertIn("free again", frappe.get_last_doc("Email Queue").message)
-		self.assertIsNone(check_disk_space())
+		self.assertIsNone(disk_guard.check())
 		self.assertEqual(self.counts(), (recovered_notes, recovered_emails))
 
 	def test_content_saved_while_low_waits_and_is_written_once_space_is_back(self):
@@ -81,7 +80,7 @@ class TestDiskGuard(ContentTestCase):
 		path = f"units/{units[0].name}.json"
 		before = self.store.read(path)
 		set_cdn_settings(min_free_disk_percent=ABOVE_REAL_FREE)
-		self.assertEqual(check_disk_space(), "low")
+		self.assertEqual(disk_guard.check(), "low")
 
 		self.edit(units[0], body="saved while the disk is low")  # the save succeeds
 
@@ -92,12 +91,12 @@ class TestDiskGuard(ContentTestCase):
 		log = frappe.get_last_doc("Error Log", filters={"reference_name": units[0].name})
 		for line in (f"path: {path}", "operation: write", "errno: 28", f"document: Unit {units[0].name}"):
 			self.assertIn(line, log.error)
-		self.assertEqual(retry_pending_writes(), 0)  # still low: nothing written, nothing lost
+		self.assertEqual(publishing.retry_pending_writes(), 0)  # still low: nothing written, nothing lost
 		self.assertEqual(self.store.read(path), before)
 
 		set_cdn_settings(min_free_disk_percent=0)
-		self.assertEqual(check_disk_space(), "recovered")
-		self.assertGreaterEqual(retry_pending_writes(), 1)
+		self.assertEqual(disk_guard.check(), "recovered")
+		self.assertGreaterEqual(publishing.retry_pending_writes(), 1)
 		self.assertEqual(self.read_json(path)["body"], "saved while the disk is low")
 		self.assertEqual(
 			frappe.db.get_value(content_files.DOCTYPE, content_files.row_name(path), "local_status"),

@@ -8,7 +8,7 @@ import unittest
 
 import frappe
 
-from memora_storage import api, cdn_sync, content_files, failover, reports
+from memora_storage import api, content_files, failover, reports, uploads, verification
 from memora_storage.tests.student import PREFIX, PublishingTestCase
 from memora_storage.tests.utils import (
 	S3_ENDPOINT,
@@ -144,7 +144,7 @@ class TestFailover(PublishingTestCase):
 		self.assertEqual(set(self.walk(plan).values()), {"local"})
 		due = content_files.row_name(f"units/{units[0]}.json")
 		self.assertEqual(frappe.db.get_value("Content File", due, "sync_status"), "Pending")
-		self.assertEqual(cdn_sync.waiting(), "the CDN is down (health probe)")
+		self.assertEqual(uploads.waiting(), "the CDN is down (health probe)")
 
 		self.proxy.start()  # back, still untouched
 		cdn_after = self.wait_walk(plan, "cdn", 3 * INTERVAL + RELINK_ALLOWANCE + 30)
@@ -194,7 +194,7 @@ class TestFailover(PublishingTestCase):
 			self.notices(1),
 			["Memora Storage: the CDN is back; Local Fallback Mode keeps content on this server"],
 		)
-		self.assertEqual(cdn_sync.waiting(), "Local Fallback Mode is on")
+		self.assertEqual(uploads.waiting(), "Local Fallback Mode is on")
 		self.configure(INTERVAL, local_fallback_mode=0)
 		self.wait_walk(plan, "cdn", RELINK_ALLOWANCE + 30)
 
@@ -288,7 +288,7 @@ class TestFailover(PublishingTestCase):
 		self.assertEqual(self.proxy.forwarded["POST"], 1)  # the delete made during the outage, one batch
 		listing = s3_client().list_objects_v2(Bucket=self.bucket, Prefix=f"{PREFIX}/units/", MaxKeys=2000)
 		self.assertNotIn(f"{PREFIX}/units/{gone}.json", {item["Key"] for item in listing["Contents"]})
-		report = cdn_sync.verify_bucket()
+		report = verification.verify()
 		mine = [p for p in reports.report_problems(report) if self.tag in p.path]
 		self.assertEqual(mine, [], report.summary)
 		for row in frappe.get_all(

@@ -18,22 +18,16 @@ from frappe.model.base_document import get_controller
 from frappe.utils import add_days, now_datetime
 from frappe.utils.background_jobs import get_job
 
-from memora_storage import api, content, content_files, health, reports
-from memora_storage.tasks import (
-	hourly_health_check,
-	nightly_health_check,
-	retry_pending_writes,
-	run_health_check,
-)
+from memora_storage import api, content_files, jobs, publishing, reports, scans
 from memora_storage.tests.utils import ContentTestCase, set_cdn_settings, start_worker, stop
 from memora_storage.utils.paths import file_path, prev_path
 
 SCHEDULE = {
-	"memora_storage.tasks.check_disk_space": "* * * * *",
-	"memora_storage.tasks.retry_pending_writes": "* * * * *",
-	"memora_storage.tasks.dispatch_cdn_sync": "* * * * *",
-	"memora_storage.tasks.hourly_health_check": "0 * * * *",
-	"memora_storage.tasks.nightly_health_check": "30 1 * * *",
+	"memora_storage.disk_guard.check": "* * * * *",
+	"memora_storage.publishing.retry_pending_writes": "* * * * *",
+	"memora_storage.uploads.dispatch": "* * * * *",
+	"memora_storage.scans.hourly": "0 * * * *",
+	"memora_storage.scans.nightly": "30 1 * * *",
 }
 LONG_AGO = time.time() - 3600  # older than the scan's one-minute grace for new files
 
@@ -84,11 +78,9 @@ class TestHealthSchedule(HealthTestCase):
 	def test_business_hours_window(self):
 		at = lambda hour: datetime.datetime(2026, 1, 1, hour, 0)  # noqa: E731
 		set_cdn_settings(health_check_start_hour=8, health_check_end_hour=18)
-		self.assertEqual([h for h in range(24) if health.in_business_hours(at(h))], list(range(8, 19)))
+		self.assertEqual([h for h in range(24) if scans.in_business_hours(at(h))], list(range(8, 19)))
 		set_cdn_settings(health_check_start_hour=22, health_check_end_hour=5)  # across midnight
-		self.assertEqual(
-			[h for h in range(24) if health.in_business_hours(at(h))], [0, 1, 2, 3, 4, 5, 22, 23]
-		)
+		self.assertEqual([h for h in range(24) if scans.in_business_hours(at(h))], [0, 1, 2, 3, 4, 5, 22, 23])
 		with self.assertRaises(frappe.ValidationError):
 			set_cdn_settings(health_check_start_hour=24)
 		frappe.db.rollback()
@@ -98,21 +90,21 @@ class TestHealthSchedule(HealthTestCase):
 		_drop_scan_job()
 		hour = now_datetime().hour
 		set_cdn_settings(health_check_start_hour=(hour + 1) % 24, health_check_end_hour=(hour + 2) % 24)
-		hourly_health_check()
-		self.assertIsNone(get_job(health.job_id()))  # outside the hours: nothing queued
+		scans.hourly()
+		self.assertIsNone(get_job(jobs.job_id(jobs.SCAN)))  # outside the hours: nothing queued
 
 		set_cdn_settings(health_check_start_hour=hour, health_check_end_hour=hour)
-		hourly_health_check()
-		job = get_job(health.job_id())
+		scans.hourly()
+		job = get_job(jobs.job_id(jobs.SCAN))
 		self.assertTrue(job.origin.endswith("long"), job.origin)
 		self.assertEqual(job.kwargs["kwargs"], {"full": False, "scope": "Hourly"})
-		nightly_health_check()  # a scan is queued: the full one is not queued beside it
-		self.assertEqual(get_job(health.job_id()).kwargs["kwargs"]["scope"], "Hourly")
+		scans.nightly()  # a scan is queued: the full one is not queued beside it
+		self.assertEqual(get_job(jobs.job_id(jobs.SCAN)).kwargs["kwargs"]["scope"], "Hourly")
 		self.assertFalse(api.run_health_check(full=True))
 
 
 def _drop_scan_job() -> None:
-	if job := get_job(health.job_id()):
+	if job := get_job(jobs.job_id(jobs.SCAN)):
 		job.delete()
 
 
@@ -141,7 +133,7 @@ class TestHealthScan(HealthTestCase):
 		frappe.db.commit()
 		set_cdn_settings()
 
-		report = frappe.get_doc(reports.DOCTYPE, run_health_check(full=True))
+		report = frappe.get_doc(reports.DOCTYPE, scans.run(full=True))
 
 		self.assertEqual(report.scope, "Manual")
 		self.assertEqual(report.status, "Problems Found")
@@ -177,12 +169,12 @@ class TestHealthScan(HealthTestCase):
 		for path in invalid:
 			self.assertIn(f"path: {path}", logged[0].error)
 		self.assertIn(f"document: Unit unit-{self.tag}-2", logged[0].error)
-		again = frappe.get_doc(reports.DOCTYPE, run_health_check(full=True))
+		again = frappe.get_doc(reports.DOCTYPE, scans.run(full=True))
 		self.assertFalse(frappe.db.exists("Error Log", {"reference_name": again.name}))
 
 	def test_incremental_scan_finds_what_changed_since_the_last_scan(self):
 		_subject, unit_paths = self.make_units(2)
-		run_health_check(full=True)
+		scans.run(full=True)
 		unit = frappe.get_doc("Unit", f"unit-{self.tag}-0")
 		unit.body = "changed after the scan"
 		unit.save()
@@ -190,7 +182,7 @@ class TestHealthScan(HealthTestCase):
 		self.file(unit_paths[0]).unlink()
 		self.plant(f"units/orphan-{self.tag}.json")
 
-		report = frappe.get_doc(reports.DOCTYPE, run_health_check())
+		report = frappe.get_doc(reports.DOCTYPE, scans.run())
 
 		self.assertEqual(report.scope, "Manual")
 		self.assertEqual(
@@ -205,7 +197,7 @@ class TestHealthScan(HealthTestCase):
 			self.file(path).unlink()
 		set_cdn_settings(regenerate_missing_files=1)
 
-		report = frappe.get_doc(reports.DOCTYPE, run_health_check(full=True))
+		report = frappe.get_doc(reports.DOCTYPE, scans.run(full=True))
 
 		self.assertEqual(self.mine(report), {("Missing", path) for path in unit_paths[:2]})
 		self.assertEqual(self.detail(report, unit_paths[0]), "regenerated")
@@ -216,16 +208,16 @@ class TestHealthScan(HealthTestCase):
 				frappe.db.get_value(content_files.DOCTYPE, content_files.row_name(path), "local_status"),
 				"Written",
 			)
-		self.assertEqual(self.mine(frappe.get_doc(reports.DOCTYPE, run_health_check(full=True))), set())
+		self.assertEqual(self.mine(frappe.get_doc(reports.DOCTYPE, scans.run(full=True))), set())
 
 	def test_failed_scan_leaves_a_failed_report(self):
-		with patch("memora_storage.health.full_scan", side_effect=OSError("disk went away")):
+		with patch("memora_storage.scans.full_scan", side_effect=OSError("disk went away")):
 			with self.assertRaises(OSError):
-				run_health_check(full=True, scope="Full")
+				scans.run(full=True, scope="Full")
 		report = frappe.get_last_doc(reports.DOCTYPE, filters={"scope": "Full"})
 		self.assertEqual(report.status, "Failed")
 		self.assertIn("disk went away", report.summary)
-		self.assertNotEqual(health.last_scan_start(), report.checked_at)
+		self.assertNotEqual(scans.last_scan_start(), report.checked_at)
 
 
 class TestDeleteOrphans(HealthTestCase):
@@ -364,13 +356,15 @@ class TestFailureLogging(HealthTestCase):
 			self.assertIn(f"path: plans/{plan}", log.error)
 			self.assertIn("errno: 13", log.error)
 			self.assertIn("operation: delete", log.error)
-			self.assertEqual(retry_pending_writes(), 0)  # still refused: logged once, not every minute
+			self.assertEqual(
+				publishing.retry_pending_writes(), 0
+			)  # still refused: logged once, not every minute
 			self.assertEqual(
 				frappe.db.count("Error Log", {"method": ["like", f"%could not delete plans/{plan}%"]}), 1
 			)
 		finally:
 			os.chmod(plans_dir, mode)
-		self.assertGreaterEqual(retry_pending_writes(), 1)
+		self.assertGreaterEqual(publishing.retry_pending_writes(), 1)
 		self.assertFalse(folder.exists())
 		self.assertFalse(frappe.db.exists(content_files.DOCTYPE, content_files.row_name(f"plans/{plan}")))
 		self.assertEqual(
@@ -397,7 +391,7 @@ class TestFailureLogging(HealthTestCase):
 		)
 		self.assertIn(f"document: Unit unit-{self.tag}-0", log.error)
 		self.assertEqual(log.reference_name, f"unit-{self.tag}-0")
-		self.assertGreaterEqual(retry_pending_writes(), 1)
+		self.assertGreaterEqual(publishing.retry_pending_writes(), 1)
 		self.assertFalse(self.file(unit_paths[0]).exists())
 
 	def test_a_document_that_cannot_be_rendered_does_not_hold_up_the_retries(self):
@@ -408,15 +402,15 @@ class TestFailureLogging(HealthTestCase):
 				content_files.DOCTYPE, content_files.row_name(path), "local_status", "Pending"
 			)
 		frappe.db.commit()
-		render = content.render
+		render = publishing.render
 
 		def broken(doc, ctx):
 			if doc.name == names[0]:
 				raise ValueError("serialiser bug")
 			return render(doc, ctx)
 
-		with patch("memora_storage.content.render", side_effect=broken):
-			self.assertEqual(retry_pending_writes(), 1)
+		with patch("memora_storage.publishing.render", side_effect=broken):
+			self.assertEqual(publishing.retry_pending_writes(), 1)
 		statuses = [
 			frappe.db.get_value(
 				content_files.DOCTYPE, content_files.row_name(path), ["local_status", "local_error"]
@@ -430,7 +424,7 @@ class TestFailureLogging(HealthTestCase):
 				"Error Log", {"reference_name": names[0], "method": ["like", "%could not render%"]}
 			)
 		)
-		self.assertEqual(retry_pending_writes(), 0)  # a Failed row is not retried every minute
+		self.assertEqual(publishing.retry_pending_writes(), 0)  # a Failed row is not retried every minute
 
 	def test_rollback_failure_is_logged(self):
 		_subject, unit_paths = self.make_units(1)
@@ -458,7 +452,7 @@ class TestWorkspace(HealthTestCase):
 		free = api.disk_free()
 		self.assertTrue(0 < free["value"] <= 100, free)
 		self.assertEqual(free["fieldtype"], "Percent")
-		report = frappe.get_doc(reports.DOCTYPE, run_health_check())
+		report = frappe.get_doc(reports.DOCTYPE, scans.run())
 		problems = api.last_health_problems()
 		self.assertEqual(problems["route"], ["Form", reports.DOCTYPE, report.name])
 		self.assertEqual(
@@ -478,7 +472,7 @@ class TestUnsafeRecords(HealthTestCase):
 			)
 			self.created.append(("Unit", name))
 		frappe.db.commit()
-		report = health.run(full=True, scope="Manual")
+		report = scans.scan(full=True, scope="Manual")
 		refused = {p.reference_name: p for p in reports.report_problems(report) if p.problem == "Not Checked"}
 		self.assertIn("path separator", refused[f"bad/{self.tag}"].detail)
 		self.assertIn("reserved for temporary files", refused[f".hidden-{self.tag}"].detail)

@@ -13,7 +13,7 @@ import unittest
 import frappe
 import requests
 
-from memora_storage import api, cdn_sync, tasks
+from memora_storage import api, relink, uploads, verification
 from memora_storage.tests.utils import (
 	S3_ENDPOINT,
 	S3_KEYS,
@@ -51,7 +51,7 @@ class TestOutageDrill(ContentTestCase):
 
 	def tearDown(self) -> None:
 		super().tearDown()
-		tasks.relink_all()  # the site's files linked to this test's web server; point them back
+		relink.relink()  # the site's files linked to this test's web server; point them back
 
 	def use_endpoint(self, endpoint: str, fallback: bool = False) -> None:
 		use_endpoint(
@@ -81,7 +81,7 @@ class TestOutageDrill(ContentTestCase):
 	def sync_due(self) -> dict[str, int]:
 		"""One pass of the upload jobs over every row, at the moment the retry schedule makes them all due."""
 		due = frappe.db.sql("select max(next_attempt_at) from `tabContent File`")[0][0]
-		return cdn_sync.drain(now=due)
+		return uploads.drain(now=due)
 
 	def get(self, url: str) -> requests.Response:
 		self.assertTrue(url.startswith(f"{self.base}/files/memora_content/"), url)
@@ -100,9 +100,9 @@ class TestOutageDrill(ContentTestCase):
 				]
 		frappe.db.commit()
 		self.assertEqual(self.sync_due()["synced"], 2 + 6 + 24)
-		cdn_sync.resync(cdn_sync.verify_bucket())
+		verification.resync(verification.verify())
 		self.sync_due()
-		self.assertEqual(cdn_sync.verify_bucket().status, "Healthy")
+		self.assertEqual(verification.verify().status, "Healthy")
 
 		# 2. The endpoint becomes unreachable; documents keep changing and every change waits as a row.
 		self.use_endpoint(closed_port_url())
@@ -156,7 +156,7 @@ class TestOutageDrill(ContentTestCase):
 
 		# 3. Local Fallback Mode: URLs point at this server; the files that list links are rendered again.
 		self.use_endpoint(closed_port_url(), fallback=True)
-		tasks.relink_all()  # the long-queue job the settings save enqueued
+		relink.relink()  # the long-queue job the settings save enqueued
 		self.sync_due()
 		written = self.rows(local_status="Written")
 		for row in written:
@@ -189,17 +189,17 @@ class TestOutageDrill(ContentTestCase):
 		self.use_endpoint(S3_ENDPOINT, fallback=True)
 		self.assertEqual(self.sync_due()["claimed"], 0)
 		self.assertTrue(self.rows(sync_status="Pending"))
-		self.assertEqual(cdn_sync.waiting(), "Local Fallback Mode is on")
+		self.assertEqual(uploads.waiting(), "Local Fallback Mode is on")
 		# Turned off: files are re-linked first, then the backlog syncs and the bucket matches the disk.
 		self.use_endpoint(S3_ENDPOINT)
-		tasks.relink_all()
+		relink.relink()
 		self.sync_due()
 		self.assertEqual(
 			{(row.sync_status, row.local_status) for row in self.rows()}, {("Synced", "Written")}
 		)
 		for row in frappe.get_all("Content File", fields=["path", "sha256", "synced_sha256"]):
 			self.assertEqual(row.synced_sha256, row.sha256, row.path)
-		self.assertEqual(cdn_sync.verify_bucket().status, "Healthy")
+		self.assertEqual(verification.verify().status, "Healthy")
 
 	def direct_bucket(self) -> CdnBucket:
 		"""The bucket reached directly, behind the back of the unreachable settings."""

@@ -14,8 +14,7 @@ import frappe
 import requests
 from frappe.custom.doctype.custom_field.custom_field import create_custom_fields
 
-from memora_storage import content, jobs, published_fields, settings
-from memora_storage.tasks import rebuild_all
+from memora_storage import content_map, jobs, meta_changes, publishing, settings
 from memora_storage.tests.utils import ContentTestCase, set_cdn_settings, start_dev_server
 
 STEP_DOCTYPE = "Memora Test Unit Step"
@@ -186,17 +185,17 @@ class TestPublishedFields(ContentTestCase):
 		self.assertTrue(jobs.is_requested(jobs.REBUILD))
 		self.assertIn(f"HINT-{self.tag}".encode(), self.served(path))  # until the rebuild runs
 
-		rebuild_all()
+		publishing.rebuild_all()
 		data = self.served(path)
 		self.assertNotIn(f"HINT-{self.tag}".encode(), data)
 		self.assertNotIn("hint", json.loads(data))
-		self.assertEqual(published_fields.check(), [])  # nothing left to do
+		self.assertEqual(meta_changes.check(), [])  # nothing left to do
 
 	def _unhide_hint(self) -> None:
 		frappe.db.rollback()
 		frappe.db.delete("Property Setter", {"doc_type": "Unit", "field_name": "hint"})
 		frappe.clear_cache(doctype="Unit")
-		published_fields.refresh()
+		meta_changes.refresh()
 		frappe.db.commit()
 
 	def test_a_field_shown_again_is_found_by_the_hourly_check(self):
@@ -218,17 +217,17 @@ class TestPublishedFields(ContentTestCase):
 		frappe.db.delete("Property Setter", {"doc_type": "Unit", "field_name": "hint"})
 		frappe.db.commit()
 		self.assertFalse(jobs.is_requested(jobs.REBUILD))
-		self.assertEqual(published_fields.check(), ["Unit"])
+		self.assertEqual(meta_changes.check(), ["Unit"])
 		self.assertTrue(jobs.is_requested(jobs.REBUILD))
 
 	def test_a_migrate_with_changed_fields_rebuilds_after_its_commit(self):
-		frappe.db.set_global(published_fields.SIGNATURES_KEY, json.dumps({"Unit": "before"}))
+		frappe.db.set_global(meta_changes.SIGNATURES_KEY, json.dumps({"Unit": "before"}))
 		jobs.started(jobs.REBUILD)
-		published_fields.after_migrate()
+		meta_changes.after_migrate()
 		self.assertFalse(jobs.is_requested(jobs.REBUILD))
 		frappe.db.commit()
 		self.assertTrue(jobs.is_requested(jobs.REBUILD))
-		self.assertEqual(published_fields.stored_signatures(), published_fields.signatures())
+		self.assertEqual(meta_changes.stored_signatures(), meta_changes.signatures())
 
 	def test_meta_changes_of_other_doctypes_queue_nothing(self):
 		jobs.started(jobs.REBUILD)
@@ -250,13 +249,13 @@ class TestPublishedFields(ContentTestCase):
 	def test_a_map_naming_fields_publishes_exactly_those(self):
 		"""An app's `memora_content_map` may name the fields, Frappe's own too; a Password never."""
 		unit = self.make_unit()
-		content_map = dict(content.get_content_map())
-		content_map["Unit"] = replace(
-			content_map["Unit"],
+		mapped = dict(content_map.get_content_map())
+		mapped["Unit"] = replace(
+			mapped["Unit"],
 			fields=("title", "owner", "teacher_notes", "unit_password", "steps", "no_such_field"),
 		)
-		ctx = content.RenderContext(content_map, settings.url_settings())
-		data = json.loads(content.render(frappe.get_doc("Unit", unit.name), ctx))
+		ctx = publishing.RenderContext(mapped, settings.url_settings())
+		data = json.loads(publishing.render(frappe.get_doc("Unit", unit.name), ctx))
 		self.assertEqual(
 			data,
 			{
@@ -269,8 +268,8 @@ class TestPublishedFields(ContentTestCase):
 				"steps": [{"step": f"STEP-{self.tag}"}],  # the rows follow the default rule
 			},
 		)
-		before = published_fields.signatures()
-		with patch("memora_storage.content.get_content_map", return_value=content_map):
-			after = published_fields.signatures()
+		before = meta_changes.signatures()
+		with patch("memora_storage.meta_changes.get_content_map", return_value=mapped):
+			after = meta_changes.signatures()
 		self.assertNotEqual(before["Unit"], after["Unit"])
 		self.assertEqual(before["Plan"], after["Plan"])

@@ -12,7 +12,7 @@ import unittest
 
 import frappe
 
-from memora_storage import api, cdn_sync, content_files, delivery, jobs, reports, settings
+from memora_storage import api, content_files, delivery_hash, jobs, reports, settings, uploads, verification
 from memora_storage.tests.student import PREFIX, PublishingTestCase, public_bucket
 from memora_storage.tests.utils import (
 	S3_ENDPOINT,
@@ -60,18 +60,18 @@ class TestPublishing(PublishingTestCase):
 	def test_children_reach_the_cdn_before_the_files_listing_them(self):
 		plan, subjects, units = self.tree()
 		order = []
-		original = cdn_sync.Uploader.upload_many
+		original = uploads.Uploader.upload_many
 
 		def recording(uploader, paths, *args, **kwargs):
 			paths = list(paths)
 			order.append(paths)
 			return original(uploader, paths, *args, **kwargs)
 
-		cdn_sync.Uploader.upload_many = recording
+		uploads.Uploader.upload_many = recording
 		try:
 			self.drain()
 		finally:
-			cdn_sync.Uploader.upload_many = original
+			uploads.Uploader.upload_many = original
 		passes = {path: n for n, paths in enumerate(order) for path in paths}
 		for unit in units:
 			subject = frappe.db.get_value("Unit", unit, "subject")
@@ -180,9 +180,9 @@ class TestPublishing(PublishingTestCase):
 		path = f"units/{units[0]}.json"
 		name = content_files.row_name(path)
 		recorded = frappe.db.get_value("Content File", name, "sha256")
-		delivery.mark_local(path, recorded)
+		delivery_hash.mark_local(path, recorded)
 		self.store.write(path, self.store.read(path).replace(b'"body"', b'"body_"'))  # no record follows
-		frappe.db.set_value("Content File", name, content_files.sync_values("Upload", None))
+		frappe.db.set_value("Content File", name, content_files._queued("Upload", None))
 		frappe.db.commit()
 		before = self.proxy.forwarded["PUT"]
 		self.assertEqual(self.drain()["synced"], 1)
@@ -279,7 +279,7 @@ class TestStoresWithoutMd5Etags(ContentTestCase):
 			frappe.db.delete("Content File")
 			frappe.db.commit()
 			_plan, _subject, _units = self.make_tree()
-			counts = cdn_sync.drain()
+			counts = uploads.drain()
 			self.assertEqual((counts["synced"], counts["retry"]), (4, 0))
 			self.assertEqual(frappe.db.get_single_value("CDN Settings", "etag_behaviour"), "Not the MD5")
 			for row in frappe.get_all(
@@ -289,7 +289,7 @@ class TestStoresWithoutMd5Etags(ContentTestCase):
 				body = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/{row.path}")["Body"].read()
 				self.assertEqual(body, self.store.read(row.path), row.path)
 			# The bucket holds this test's files only; the site's others are not on it (shared test site).
-			report = cdn_sync.verify_bucket()
+			report = verification.verify()
 			mine = [p for p in reports.report_problems(report) if self.tag in p.path]
 			self.assertEqual(mine, [], report.summary)
 			self.assertEqual(report.cdn_mismatch_count, 0)
