@@ -70,6 +70,16 @@ def test_a_version_query_is_replaced_by_the_new_version() -> None:
 	assert new == {"url": f"{CDN}/units/U1.json?v=222222222222"}
 
 
+@pytest.mark.parametrize("order", [1, -1])
+def test_the_longest_base_wins_whatever_order_the_bases_come_in(order: int) -> None:
+	bases = links.Bases([CDN, f"{CDN}/nested", f"{CDN}/nested/deeper"][::order])
+	assert bases.path_of(f"{CDN}/nested/deeper/units/U1.json") == "units/U1.json"
+	assert bases.path_of(f"{CDN}/nested/units/U1.json") == "units/U1.json"
+	assert bases.path_of(f"{CDN}/nested-not/units/U1.json") == "nested-not/units/U1.json"
+	data = canonical.dumps({"a": f"{CDN}/nested/units/U1.json"})
+	assert json.loads(links.rewrite(data, bases, to_local)) == {"a": to_local("units/U1.json")}
+
+
 def test_the_longest_base_wins_and_other_strings_are_left_alone() -> None:
 	seen = []
 	data = canonical.dumps(
@@ -127,6 +137,9 @@ def test_bases_given_with_a_trailing_slash_match_the_same_links() -> None:
 	assert bases.path_of(f"{CDN}/units/U1.json") == "units/U1.json"
 	assert bases.path_of(f"{LOCAL}/units/U1.json?v=1#x") == "units/U1.json"
 	assert bases.path_of(f"{CDN}units/U1.json") is None  # the base must end where a segment does
+	box = links.Bases(["https://media.example/BOX/"])  # only slashes are stripped, not the letters before
+	assert box.path_of("https://media.example/BOX/units/U1.json") == "units/U1.json"
+	assert box.path_of("https://media.example/BO/units/U1.json") is None
 
 
 def test_keys_are_not_links_and_a_bare_string_document_is() -> None:

@@ -75,6 +75,16 @@ def test_overlong_paths_are_refused() -> None:
 	path = "/".join(["a" * 100] * 11)
 	with pytest.raises(InvalidPathError, match=f"longer than {paths.MAX_PATH_CHARS} characters"):
 		paths.validate_relpath(path)
+	longest = "/".join(["a" * 99] * 10)  # 10 names of 99 and 9 separators: 999
+	assert paths.validate_relpath(longest + "b") == longest + "b"  # exactly MAX_PATH_CHARS is fine
+	with pytest.raises(InvalidPathError, match="longer than"):
+		paths.validate_relpath(longest + "bc")
+
+
+@pytest.mark.parametrize("path", ["C:", "c:", "C:/x.json", "d:units.json"])
+def test_drive_letters_are_refused(path: str) -> None:
+	with pytest.raises(InvalidPathError, match="must be relative"):
+		paths.validate_relpath(path)
 
 
 @pytest.mark.parametrize("name", ["a" * 256, "ب" * 128, "a" * 251 + ".json"])
@@ -117,6 +127,10 @@ def test_names_too_long_for_the_prev_are_refused_before_any_write(store: Content
 		"units/prev.json",
 		"units/x.prev.json",
 		"units/tmp",
+		"a",  # one character: no drive letter to look for
+		"ab",
+		"XX/X.json",
+		"units/a:b.json",  # a colon past the second character is no drive
 	],
 )
 def test_ordinary_paths_are_accepted_unchanged(path: str) -> None:

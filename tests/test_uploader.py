@@ -2,8 +2,8 @@
 
 import errno
 
-from conftest import make_config, write_content
-from s3_helpers import FaultProxy
+from conftest import make_config, raw_client, write_content
+from s3_helpers import FaultProxy, MotoServer
 
 from memora_storage.utils import canonical
 from memora_storage.utils.paths import InvalidPathError
@@ -87,3 +87,21 @@ def test_workers_default_to_the_connection_pool(
 	again = Uploader(content_store, bucket).upload_many(files, workers=2, synced={})
 	assert len(again) == 10 and all(result.uploaded for result in again)
 	assert proxy.peak_held == 2
+
+
+def test_upload_many_gives_each_path_its_own_cache_control(
+	content_store: ContentStore, moto_server: MotoServer, bucket_name: str
+) -> None:
+	files = write_content(content_store, 3)
+	first, _, third = files
+	bucket = CdnBucket(make_config(moto_server.url, bucket_name), cache_control="public, max-age=60")
+	results = Uploader(content_store, bucket).upload_many(
+		files, cache_control={first: "no-cache", third: "public, max-age=5"}
+	)
+	assert all(result.uploaded for result in results)
+	client = raw_client(moto_server.url)
+	assert [client.head_object(Bucket=bucket_name, Key=path)["CacheControl"] for path in files] == [
+		"no-cache",
+		"public, max-age=60",  # the bucket's default
+		"public, max-age=5",
+	]
