@@ -96,7 +96,7 @@ def test_non_text_paths_get_invalid_path_error(path: object) -> None:
 
 
 def test_settings_snapshot_is_frozen() -> None:
-	"""One snapshot per rendered file: nobody can flip it halfway ("Settings Change Race")."""
+	"""One snapshot per rendered file: nobody can flip it halfway (EDGE-settings-race)."""
 	settings = UrlSettings(local_domain=SITE, enable_cdn=True, cdn_base_url=CDN)
 	with pytest.raises(dataclasses.FrozenInstanceError):
 		settings.enable_cdn = False  # type: ignore[misc]

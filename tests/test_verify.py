@@ -1,4 +1,4 @@
-"""Verification of local files against the bucket: missing, extra (US3 AC2) and mismatched paths."""
+"""Verification of local files against the bucket: missing, extra (US3-2) and mismatched paths."""
 
 import pytest
 from conftest import make_config, write_content

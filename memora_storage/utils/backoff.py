@@ -1,4 +1,4 @@
-"""The CDN retry schedule (spec edge cases "Network Partition" and "Retry Exhaustion", FR-017).
+"""The CDN retry schedule (EDGE-partition, EDGE-retry-exhaustion and FR-017 in docs/requirements.md).
 
 After a failed attempt the next one is due 30 s, 1 min, 2 min, 5 min later, then every 15 min.
 An item whose next attempt would fall more than one hour after its first failure is exhausted:

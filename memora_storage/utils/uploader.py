@@ -1,7 +1,7 @@
 """Copy local content files to the CDN bucket: the local file is the source, never a fresh render.
 
 The bytes are read once at run time, hashed, and those very bytes are sent, so the SHA-256 the
-caller records is the hash of what the CDN now holds (US3 AC1). A path whose local SHA-256 equals
+caller records is the hash of what the CDN now holds (US3-1). A path whose local SHA-256 equals
 the one the caller already knows to be on the CDN is skipped: a run with nothing changed sends
 nothing.
 """

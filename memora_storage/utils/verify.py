@@ -1,4 +1,4 @@
-"""Compare the local content files with the CDN bucket (SC-003, US3 AC2).
+"""Compare the local content files with the CDN bucket (SC-003, US3-2 in docs/requirements.md).
 
 One paginated listing of the bucket gives every object's size and ETag; local files are hashed by
 streaming, on a thread pool while the listing is still arriving. The walk covers the public content
