@@ -60,6 +60,15 @@ class Task:
 		if self.notification_log:
 			alerts.notify([self.user], message, document_type=doctype, document_name=name, email=False)
 
+	def report_done(self, report: "frappe.model.document.Document") -> None:
+		"""Close with a Content Health Report's summary, orange unless it found the content healthy."""
+		self.done(
+			report.summary,
+			indicator="green" if report.status == "Healthy" else "orange",
+			doctype=report.doctype,
+			name=report.name,
+		)
+
 	def __enter__(self) -> "Task":
 		return self
 

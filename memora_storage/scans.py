@@ -87,12 +87,7 @@ def scan(full: bool = False, scope: str = "Manual") -> "frappe.Document":
 		frappe.throw(_("Unknown health scan scope: {0}").format(scope))
 	with progress.Task(_("Health scan"), user=frappe.session.user if scope == "Manual" else None) as task:
 		saved = _run(full, scope, task)
-		task.done(
-			saved.summary,
-			indicator="green" if saved.status == "Healthy" else "orange",
-			doctype=reports.DOCTYPE,
-			name=saved.name,
-		)
+		task.report_done(saved)
 	return saved
 
 

@@ -50,12 +50,7 @@ def verify(user: str | None = None) -> "frappe.Document":
 				document_name=report.name,
 			)
 		frappe.db.commit()
-		task.done(
-			report.summary,
-			indicator="green" if report.status == "Healthy" else "orange",
-			doctype=reports.DOCTYPE,
-			name=report.name,
-		)
+		task.report_done(report)
 	return report
 
 
