@@ -443,7 +443,7 @@ class TestDeskInBrowser(ContentTestCase):
 			lambda: len(self.cards()) == 7 and "" not in self.cards().values(), "number cards not loaded"
 		)
 		cards = self.cards()
-		self.assertEqual({kind: self.widget_titles(kind) for kind in WORKSPACE}, WORKSPACE)
+		self.assert_soon(lambda: {kind: self.widget_titles(kind) for kind in WORKSPACE}, WORKSPACE)
 		count = lambda **filters: str(frappe.db.count(content_files.DOCTYPE, filters))  # noqa: E731
 		self.assertEqual(cards["CDN Sync Pending"], count(sync_status="Pending"))
 		self.assertEqual(cards["CDN Sync Failed"], count(sync_status="Failed"))
