@@ -2,6 +2,7 @@
 rollback, file modes, cross-process locking, and the deterministic JSON bytes that make hashes comparable
 with the CDN."""
 
+import contextlib
 import datetime
 import decimal
 import errno
@@ -12,12 +13,13 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from memora_storage.utils import canonical, paths
+from memora_storage.utils import canonical, disk, paths
 from memora_storage.utils.paths import InvalidPathError
 from memora_storage.utils.store import FILE_MODE, ContentStore, FileOperationError, WriteResult
 
@@ -273,6 +275,8 @@ def test_read_missing_file_explains_itself(store: ContentStore) -> None:
 		store.read("units/missing.json")
 	assert "could not read content file 'units/missing.json': no such file" in str(caught.value)
 	assert caught.value.operation == "read"
+	assert caught.value.path == "units/missing.json"
+	assert caught.value.errno == errno.ENOENT
 	assert isinstance(caught.value.cause, FileNotFoundError)
 
 
@@ -382,8 +386,13 @@ def test_rollback_without_prev_fails_clearly_and_changes_nothing(store: ContentS
 	store.write(PATH, b"only\n")
 	with pytest.raises(
 		FileOperationError, match=r"could not roll back content file '.+': no previous version"
-	):
+	) as caught:
 		store.rollback(PATH)
+	assert (caught.value.operation, caught.value.path, caught.value.errno) == (
+		"roll back",
+		PATH,
+		errno.ENOENT,
+	)
 	assert store.read(PATH) == b"only\n"
 	assert listing(store.root / "plans" / "P1") == ["manifest.json"]
 	assert private_files(store) == []
@@ -393,8 +402,11 @@ def test_rollback_of_a_removed_file_fails_and_keeps_its_prev(store: ContentStore
 	store.write(PATH, b"a\n")
 	store.write(PATH, b"b\n")
 	(store.root / PATH).unlink()
-	with pytest.raises(FileOperationError, match=r"could not roll back content file .+: no such file"):
+	with pytest.raises(
+		FileOperationError, match=r"could not roll back content file .+: no such file"
+	) as caught:
 		store.rollback(PATH)
+	assert caught.value.errno == errno.ENOENT
 	assert prev(store).read_bytes() == b"a\n"
 	assert listing(store.root / "plans" / "P1") == []
 
@@ -503,3 +515,48 @@ def test_lock_is_free_again_after_the_holder_exits(store: ContentStore) -> None:
 	proc.join(30)
 	assert held.is_set() and proc.exitcode == 0
 	assert ContentStore(store.root, store.lock_dir, lock_timeout=2).write(PATH, b"x\n").changed
+
+
+@contextlib.contextmanager
+def immutable(file: Path) -> Iterator[None]:
+	"""`chattr +i`: not even root may unlink the file (or, for a folder, anything in it) meanwhile."""
+	chattr = shutil.which("chattr")
+	if not chattr or subprocess.run([chattr, "+i", str(file)], capture_output=True).returncode:
+		pytest.skip("chattr +i is not available here (needs root on ext4, xfs or btrfs)")
+	try:
+		yield
+	finally:
+		subprocess.run([chattr, "-i", str(file)], check=True)
+
+
+def test_a_refused_remove_says_delete_and_keeps_the_backup(store: ContentStore) -> None:
+	store.write(PATH, b"old\n")
+	store.write(PATH, b"new\n")
+	with immutable(store.root / "plans" / "P1"), pytest.raises(FileOperationError) as caught:
+		store.remove(PATH)
+	error = caught.value
+	assert (error.operation, error.path, error.errno) == ("delete", PATH, errno.EPERM)
+	assert str(error).startswith(f"could not delete content file {PATH!r}: ")
+	assert store.read(PATH) == b"new\n" and prev(store).read_bytes() == b"old\n"
+
+
+def test_a_refused_remove_tree_says_delete_and_which_folder(store: ContentStore) -> None:
+	store.write("plans/P1/subjects/S1.json", b"{}\n")
+	with (
+		immutable(store.root / "plans" / "P1" / "subjects" / "S1.json"),
+		pytest.raises(FileOperationError) as caught,
+	):
+		store.remove_tree("plans/P1")
+	error = caught.value
+	assert (error.operation, error.path, error.errno) == ("delete", "plans/P1", errno.EPERM)
+	assert isinstance(error.cause, PermissionError)
+	assert str(error).startswith("could not delete content file 'plans/P1': ")
+	assert store.read("plans/P1/subjects/S1.json") == b"{}\n"
+
+
+def test_the_disk_full_wording_only_when_the_write_is_bigger_than_the_free_space(tmp_path: Path) -> None:
+	status = disk.DiskStatus(str(tmp_path), total=1000, free=100)
+	too_big = FileOperationError("write", PATH, disk.DiskSpaceLowError(status, 95, 101))
+	assert "the disk is full: 101 bytes to write, 100 bytes free" in str(too_big)
+	fits = FileOperationError("write", PATH, disk.DiskSpaceLowError(status, 95, 100))
+	assert "the disk is full" not in str(fits)  # it fits: the guard's minimum is why

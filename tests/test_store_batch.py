@@ -185,6 +185,23 @@ def test_the_disk_guard_runs_once_per_batch_for_its_total(
 	assert asked == [sum(sizes[0:3]), sum(sizes[3:6]), sizes[6]]
 
 
+def test_rewrite_many_works_in_batches_of_the_size_asked(
+	content_store: ContentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+	files = populate(content_store, 7)
+	asked = []
+	real = disk.ensure_space
+
+	def counted(root, min_free_percent, needed=0):
+		asked.append(needed)
+		return real(root, min_free_percent, needed)
+
+	monkeypatch.setattr(disk, "ensure_space", counted)
+	results = content_store.rewrite_many(files, to_local, batch_size=3)
+	assert [r.path for r in results] == sorted(files) and all(r.changed for r in results)
+	assert len(asked) == 3  # one guard per batch: 3 + 3 + 1
+
+
 def test_a_batch_the_disk_guard_refuses_changes_nothing(
 	content_store: ContentStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
