@@ -1,0 +1,216 @@
+"""`ContentStore.write_many` on a real directory: the files of one transaction written with one sync, what
+it changes and leaves alone, one file's failure among others, and a writer killed with SIGKILL at random
+moments of a batch."""
+
+import errno
+import multiprocessing
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from test_store_batch import temps, writes_denied
+
+from memora_storage.utils import canonical, disk, paths
+from memora_storage.utils import store as store_module
+from memora_storage.utils.store import ContentStore, FileOperationError, WriteResult
+
+CTX = multiprocessing.get_context("fork")
+
+
+def unit_path(n: int) -> str:
+	return f"units/U{n:04}.json"
+
+
+def unit(n: int, edition: str) -> bytes:
+	return canonical.dumps(
+		{"doctype": "Unit", "name": f"U{n:04}", "edition": edition, "body": "x" * (n % 97)}
+	)
+
+
+def test_new_changed_and_identical_files_in_one_call(content_store: ContentStore) -> None:
+	for n in range(3):
+		content_store.write(unit_path(n), unit(n, "v1"))
+	unchanged = os.stat(paths.file_path(content_store.root, unit_path(0)))
+	files = {unit_path(0): unit(0, "v1"), unit_path(1): unit(1, "v2"), "plans/P/manifest.json": b"{}\n"}
+	files[unit_path(2)] = unit(2, "v2")
+
+	results = content_store.write_many(files)
+
+	assert [r.path for r in results] == sorted(files)
+	by_path = {r.path: r for r in results}
+	assert all(isinstance(r, WriteResult) for r in results)
+	assert not by_path[unit_path(0)].changed
+	assert os.stat(paths.file_path(content_store.root, unit_path(0))).st_ino == unchanged.st_ino
+	for path, data in files.items():
+		assert content_store.read(path) == data
+		assert (by_path[path].sha256, by_path[path].size) == (canonical.sha256(data), len(data))
+	for n in (1, 2):  # the version before the write is the one to roll back to, as after `write`
+		assert by_path[unit_path(n)].changed
+		assert paths.prev_path(content_store.private_root, unit_path(n)).read_bytes() == unit(n, "v1")
+		assert os.stat(paths.file_path(content_store.root, unit_path(n))).st_mode & 0o777 == 0o644
+	assert not paths.prev_path(content_store.private_root, "plans/P/manifest.json").exists()
+	assert not paths.prev_path(content_store.private_root, unit_path(0)).exists()
+	assert content_store.rollback(unit_path(1)).changed and content_store.read(unit_path(1)) == unit(1, "v1")
+	assert temps(content_store) == []
+
+
+def test_one_sync_and_one_fsync_per_folder_per_batch(
+	content_store: ContentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+	for n in range(4):
+		content_store.write(unit_path(n), unit(n, "v1"))
+	syncs, fsyncs = [], []
+	real_sync, real_fsync = store_module._sync_filesystem, os.fsync
+	monkeypatch.setattr(store_module, "_sync_filesystem", lambda folder: syncs.append(real_sync(folder)))
+	monkeypatch.setattr(os, "fsync", lambda fd: fsyncs.append(real_fsync(fd)))
+	files = {unit_path(n): unit(n, "v2") for n in range(7)}
+	files.update({f"plans/P/subjects/S{n}.json": b"[]\n" for n in range(3)})
+
+	results = content_store.write_many(files, batch_size=5)
+
+	assert all(r.changed for r in results)
+	assert len(syncs) == 2  # two batches
+	assert len(fsyncs) == 3  # units/ in each batch, plans/P/subjects/ in the second
+	with pytest.raises(ValueError, match="batch_size"):
+		content_store.write_many(files, batch_size=0)
+
+
+def test_a_file_whose_folder_denies_the_write_fails_alone(content_store: ContentStore) -> None:
+	content_store.write("plans/Locked/manifest.json", b"{}\n")
+	files = {unit_path(n): unit(n, "v1") for n in range(3)}
+	files["plans/Locked/manifest.json"] = b'{"a": 1}\n'
+	with writes_denied(content_store.root / "plans" / "Locked"):
+		results = {r.path: r for r in content_store.write_many(files)}
+	failed = results["plans/Locked/manifest.json"]
+	assert isinstance(failed, FileOperationError) and failed.errno in (errno.EACCES, errno.EPERM)
+	assert "plans/Locked/manifest.json" in str(failed)
+	assert content_store.read("plans/Locked/manifest.json") == b"{}\n"
+	assert all(content_store.read(unit_path(n)) == unit(n, "v1") for n in range(3))
+	assert temps(content_store) == []
+
+
+def test_a_bad_path_fails_alone(content_store: ContentStore) -> None:
+	results = content_store.write_many({"../escape.json": b"{}\n", unit_path(1): unit(1, "v1")})
+	assert isinstance(results[0], FileOperationError) and results[0].path == "../escape.json"
+	assert results[1].changed and content_store.read(unit_path(1)) == unit(1, "v1")
+
+
+def test_a_batch_the_disk_guard_refuses_changes_nothing(
+	content_store: ContentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+	content_store.write(unit_path(0), unit(0, "v1"))
+	status = disk.DiskStatus(str(content_store.root), total=1000, free=10)
+
+	def full(root, pct, needed=0):
+		raise disk.DiskSpaceLowError(status, pct, needed)
+
+	monkeypatch.setattr(disk, "ensure_space", full)
+	results = content_store.write_many({unit_path(n): unit(n, "v2") for n in range(3)})
+	assert all(isinstance(r, FileOperationError) and "the disk is full" in str(r) for r in results)
+	assert content_store.read(unit_path(0)) == unit(0, "v1")
+	assert not content_store.exists(unit_path(1))
+	assert temps(content_store) == []
+
+
+def test_a_failed_sync_replaces_nothing(content_store: ContentStore, monkeypatch: pytest.MonkeyPatch) -> None:
+	content_store.write(unit_path(0), unit(0, "v1"))
+
+	def broken(folder: str) -> None:
+		raise OSError(errno.EIO, "Input/output error")
+
+	monkeypatch.setattr(store_module, "_sync_filesystem", broken)
+	results = content_store.write_many({unit_path(n): unit(n, "v2") for n in range(3)})
+	assert all(isinstance(r, FileOperationError) and r.errno == errno.EIO for r in results)
+	assert content_store.read(unit_path(0)) == unit(0, "v1")
+	assert temps(content_store) == []
+
+
+def test_a_concurrent_write_waits_for_the_batch(tmp_path: Path) -> None:
+	"""The batch holds every path's lock until its folders are synced."""
+	store = ContentStore(tmp_path / "content", tmp_path / "locks")
+	other = ContentStore(store.root, store.lock_dir, lock_timeout=0.05)
+	blocked = []
+	real = store_module._sync_filesystem
+
+	def sync_and_try(folder: str) -> None:
+		real(folder)
+		try:
+			other.write(unit_path(0), b"{}\n")
+		except OSError as e:
+			blocked.append(str(e))
+
+	store_module._sync_filesystem = sync_and_try
+	try:
+		store.write_many({unit_path(n): unit(n, "v1") for n in range(3)})
+	finally:
+		store_module._sync_filesystem = real
+	assert len(blocked) == 1 and "held the lock" in blocked[0]
+	assert other.write(unit_path(0), b"{}\n").changed  # released once returned
+
+
+# --- SIGKILL at random moments ------------------------------------------------------------------------------
+
+KILL_FILES = 300  # one batch of each edition, so a kill between its first rename and its last leaves a mix
+MID_BATCH_KILLS = 15
+MAX_KILL_RUNS = 150
+EDITIONS = ("a", "b")
+
+
+def _save_forever(root: str, lock_dir: str, private: str, ready) -> None:
+	"""Write every file as edition a, then b, one batch each, until killed."""
+	store = ContentStore(root, lock_dir, private_root=private)
+	ready.set()
+	while True:
+		for edition in EDITIONS:
+			store.write_many(
+				{unit_path(n): unit(n, edition) for n in range(KILL_FILES)}, batch_size=KILL_FILES
+			)
+
+
+def test_a_batch_writer_killed_with_sigkill_leaves_every_file_and_prev_whole(tmp_path: Path) -> None:
+	store = ContentStore(tmp_path / "content", tmp_path / "locks")
+	for edition in EDITIONS:
+		started = time.monotonic()
+		store.write_many({unit_path(n): unit(n, edition) for n in range(KILL_FILES)})
+		batch_s = time.monotonic() - started  # the second batch keeps `.prev`s, as the child's do
+	versions = {unit_path(n): {unit(n, edition) for edition in EDITIONS} for n in range(KILL_FILES)}
+	seed = random.randrange(2**32)
+	rng = random.Random(seed)
+	mid_batch = runs = 0
+	while mid_batch < MID_BATCH_KILLS and runs < MAX_KILL_RUNS:
+		runs += 1
+		ready = CTX.Event()
+		child = CTX.Process(
+			target=_save_forever, args=(str(store.root), str(store.lock_dir), str(store.private_root), ready)
+		)
+		child.start()
+		try:
+			assert ready.wait(30), f"seed {seed} run {runs}: the child never started"
+			time.sleep(rng.uniform(0.005, 2 * batch_s))  # a busy machine makes a batch slow: follow it
+		finally:
+			os.kill(child.pid, signal.SIGKILL)
+			child.join(30)
+		assert child.exitcode == -signal.SIGKILL
+
+		after = {path: store.read(path) for path in versions}
+		for path, data in after.items():
+			assert data in versions[path], f"seed {seed} run {runs}: {path} holds neither version"
+			# `.prev` is replaced by a rename too: always a whole version, never missing once written.
+			backup = paths.prev_path(store.private_root, path).read_bytes()
+			assert backup in versions[path], f"seed {seed} run {runs}: {path}'s .prev is torn or missing"
+		assert sorted(os.listdir(store.root / "units")) == sorted(p.rpartition("/")[2] for p in versions)
+		left = temps(store)
+		mixed = len({b'"a"' in data for data in after.values()}) > 1  # between first and last rename
+		mid_batch += mixed or bool(left)
+		for name in left:
+			assert name.endswith(paths.TEMP_SUFFIX), f"seed {seed} run {runs}: unexpected {name!r}"
+			(store.private_root / paths.TEMP_DIR / name).unlink()  # so the next kill is judged alone
+
+	assert mid_batch >= MID_BATCH_KILLS, f"seed {seed}: only {mid_batch} of {runs} kills landed mid-batch"
+	# flock died with the child: the next batch is not blocked, and finishes the job.
+	results = store.write_many({unit_path(n): unit(n, "c") for n in range(KILL_FILES)})
+	assert all(isinstance(r, WriteResult) for r in results)
+	assert all(store.read(unit_path(n)) == unit(n, "c") for n in range(KILL_FILES))
