@@ -34,7 +34,12 @@ def test_upload_skips_the_version_already_synced(
 	sent = uploader.upload("units/u1.json")
 	before = proxy.seen
 	skipped = uploader.upload("units/u1.json", synced_sha256=sent.sha256)
-	assert (skipped.uploaded, skipped.sha256, skipped.size) == (False, sent.sha256, 3)
+	assert (skipped.path, skipped.uploaded, skipped.sha256, skipped.size) == (
+		"units/u1.json",
+		False,
+		sent.sha256,
+		3,
+	)
 	assert proxy.seen == before
 
 
