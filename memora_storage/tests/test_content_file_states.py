@@ -52,7 +52,7 @@ class TestContentFileStates(FrappeTestCase):
 
 	def test_write_queues_an_upload_and_marks_the_path_local(self):
 		path = self.path()
-		left = content_files.record_write(written(path, b"v1"), "Unit", "U1", parent_path="plans/p.json")
+		left = content_files.record_write(written(path, b"v1"), "User", "Guest", parent_path="plans/p.json")
 		self.assertFalse(left)  # it was never on the CDN
 		row = self.row(path)
 		self.assertEqual(
@@ -203,15 +203,15 @@ class TestContentFileStates(FrappeTestCase):
 	def test_local_failures(self):
 		path = self.path()
 		error = FileOperationError("write", path, OSError(28, "No space left on device"))
-		content_files.record_failure(path, "Unit", "U1", error)
+		content_files.record_failure(path, "User", "Guest", error)
 		row = self.row(path)
-		self.assertEqual((row.local_status, row.reference_name), ("Pending", "U1"))
+		self.assertEqual((row.local_status, row.reference_name), ("Pending", "Guest"))
 		self.assertIn(path, content_files.pending_write_errors())
-		content_files.record_render_failure(path, "Unit", "U1", ValueError("bad serialiser"))
+		content_files.record_render_failure(path, "User", "Guest", ValueError("bad serialiser"))
 		self.assertEqual(
 			(self.row(path).local_status, self.row(path).local_error), ("Failed", "bad serialiser")
 		)
-		content_files.record_write(written(path, b"v1"), "Unit", "U1")
+		content_files.record_write(written(path, b"v1"), "User", "Guest")
 		self.assertEqual(self.row(path).local_status, "Written")
 
 	def test_resume_waiting_gives_a_fresh_schedule(self):
