@@ -39,7 +39,7 @@ FRAPPE_V15_COMMANDS = {
 	"list-apps": {"--format", "-f"},
 	"migrate": {"--skip-failing", "--skip-search-index"},
 	"new-site": {"--admin-password", "--db-root-password", "--db-root-username", "--install-app"},
-	"run-tests": {"--app", "--case", "--doctype", "--failfast", "--module", "--test"},
+	"run-tests": {"--app", "--case", "--doctype", "--failfast", "--junit-xml-output", "--module", "--test"},
 	"schedule": set(),
 	"serve": {"--port", "--noreload", "--proxy"},
 	"set-config": {"--global", "--parse", "-g", "-p"},
