@@ -9,13 +9,13 @@ row, and retried every minute by `retry_pending_writes` until it succeeds.
 
 import enum
 import time
-from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import frappe
 from frappe import _
 from frappe.model.document import Document
+from frappe.model.utils import is_virtual_doctype
 
 from memora_storage import (
 	after_commit,
@@ -272,48 +272,153 @@ def apply(removals: dict[str, bool], renders: Iterable[tuple[str, str]]) -> bool
 	return failed
 
 
+BATCH_SIZE = 512  # files per `ContentStore.write_many` batch and per transaction of their rows
+DEADLOCK_RETRIES = 3
+
+
 def write_documents(
 	renders: Iterable[tuple[str, str]], ctx: RenderContext, store: ContentStore
 ) -> dict[str, int]:
 	"""Write these documents' files, and again those of every file listing one that left the CDN.
+
+	Deepest level first (Units, then Subjects, then Plans): a parent is rendered once, after every
+	child of the call is written, however many of them changed. Each batch of a level is read with
+	one query per DocType, written with one sync (`ContentStore.write_many`) and recorded in one
+	transaction, where each file used to cost two fsyncs, a read and a commit.
 
 	A file whose new version is local only makes its parent link to it locally, and so up to the
 	manifest: whoever follows links from any file then reaches only versions that exist where the
 	link points. A settings save during the renders queues a relink, so the last settings win.
 	"""
 	counts = {"written": 0, "failed": 0}
-	todo = deque(dict.fromkeys(renders))
-	while todo:
-		doctype, name = todo.popleft()
-		if not frappe.db.exists(doctype, name):
-			continue
-		doc = frappe.get_doc(doctype, name)
-		outcome = _write_committed(doc, ctx, store)
-		counts["failed" if outcome is Outcome.FAILED else "written"] += 1
-		if outcome is Outcome.LEFT_CDN and (parent := parent_of(ctx.content_map[doctype], doc)):
-			if parent not in todo:
-				todo.append(parent)
+	levels: dict[int, dict[tuple[str, str], None]] = {}
+	for key in renders:
+		if key[0] in ctx.content_map:
+			levels.setdefault(_depth(key[0], ctx), {})[key] = None
+	parent_paths: dict[tuple[str, str | None], str | None] = {}
+	while levels:
+		depth = max(levels)
+		keys = list(levels.pop(depth))
+		for start in range(0, len(keys), BATCH_SIZE):
+			batch = keys[start : start + BATCH_SIZE]
+			for parent in _write_batch(batch, ctx, store, counts, parent_paths):
+				if (parent_depth := _depth(parent[0], ctx)) < depth:  # not a loop of the content map
+					levels.setdefault(parent_depth, {})[parent] = None
 	if not ctx.is_current():
 		after_commit.once("relink", jobs.request_relink)
 	return counts
 
 
-DEADLOCK_RETRIES = 3
+def _depth(doctype: str, ctx: RenderContext) -> int:
+	"""How many files list this DocType's above it (a Unit 2, a Plan 0)."""
+	depth, seen = 0, {doctype}
+	while (parent := ctx.content_map[doctype].parent_doctype) in ctx.content_map and parent not in seen:
+		seen.add(parent)
+		doctype = parent
+		depth += 1
+	return depth
 
 
-def _write_committed(doc: Document, ctx: RenderContext, store: ContentStore) -> Outcome:
-	"""Write one document's file and commit its row on its own, so each transaction locks one row.
+def _write_batch(
+	keys: list[tuple[str, str]],
+	ctx: RenderContext,
+	store: ContentStore,
+	counts: dict[str, int],
+	parent_paths: dict[tuple[str, str | None], str | None],
+) -> list[tuple[str, str]]:
+	"""Render, write and record one batch; returns the parents of files that left the CDN."""
+	files: dict[str, bytes] = {}
+	owners: dict[str, Document] = {}
+	render_failures = []
+	for doc in _load(keys):
+		path = existing_path(ctx.content_map[doc.doctype], doc)
+		if path is None:  # no place on disk yet, or never (a name saves refuse; the health scan names it)
+			counts["written"] += 1
+			continue
+		try:
+			files[path] = render(doc, ctx)
+		except Exception as e:  # a serialiser's bug must not keep the other files of the commit from disk
+			render_failures.append((path, doc, e))
+			continue
+		owners[path] = doc
+	# Clients are sent to this server before the files change: the CDN still has the old bytes.
+	delivery_hash.mark(
+		{path: delivery_hash.state(False, canonical.sha256(data)) for path, data in files.items()}
+	)
+	written, write_failures = [], []
+	for result in store.write_many(files) if files else ():
+		doc = owners[result.path]
+		if isinstance(result, FileOperationError):
+			write_failures.append((result.path, doc, result))
+			continue
+		content_type = ctx.content_map[doc.doctype]
+		parent_key = (doc.doctype, doc.get(content_type.parent_field) if content_type.parent_field else None)
+		if parent_key not in parent_paths:
+			parent_paths[parent_key] = parent_path_of(content_type, doc)
+		written.append((result, doc.doctype, doc.name, parent_paths[parent_key]))
+
+	def record() -> set[str]:
+		for path, doc, error in render_failures:
+			content_files.record_render_failure(path, doc.doctype, doc.name, error)
+		for path, doc, error in write_failures:
+			content_files.record_failure(path, doc.doctype, doc.name, error)
+		return content_files.record_writes(written)
+
+	left = _committed(record)
+	counts["failed"] += len(render_failures) + len(write_failures)
+	counts["written"] += len(written)
+	return [
+		parent
+		for path in sorted(left)
+		if (parent := parent_of(ctx.content_map[owners[path].doctype], owners[path]))
+	]
+
+
+def _load(keys: list[tuple[str, str]]) -> list[Document]:
+	"""The documents that still exist, in order: one query per DocType (and per child table), not
+	one per document; a single or virtual DocType, or one with virtual tables, is read one by one."""
+	names: dict[str, list[str]] = {}
+	for doctype, name in keys:
+		names.setdefault(doctype, []).append(name)
+	docs: dict[tuple[str, str], Document] = {}
+	for doctype, doctype_names in names.items():
+		meta = frappe.get_meta(doctype)
+		tables = meta.get_table_fields()
+		if meta.issingle or meta.is_virtual or any(is_virtual_doctype(df.options) for df in tables):
+			for name in doctype_names:
+				if frappe.db.exists(doctype, name):
+					docs[(doctype, name)] = frappe.get_doc(doctype, name)
+			continue
+		values = {"names": doctype_names, "doctype": doctype}
+		rows = frappe.db.sql(f"select * from `tab{doctype}` where name in %(names)s", values, as_dict=True)
+		children: dict[tuple[str, str], list[dict]] = {}
+		for df in tables:
+			for child in frappe.db.sql(
+				f"""select * from `tab{df.options}` where parent in %(names)s and parenttype = %(doctype)s
+				and parentfield = %(field)s order by idx asc""",
+				{**values, "field": df.fieldname},
+				as_dict=True,
+			):
+				children.setdefault((df.fieldname, child.parent), []).append(child)
+		for row in rows:
+			row.update({df.fieldname: children.get((df.fieldname, row.name), []) for df in tables})
+			docs[(doctype, row.name)] = frappe.get_doc({**row, "doctype": doctype})
+	return [docs[key] for key in keys if key in docs]
+
+
+def _committed(record: Callable[[], set[str]]) -> set[str]:
+	"""Run `record` and commit, so each batch locks only its own rows.
 
 	A new row is still locked as a gap before its insert, and InnoDB may then pick this transaction
-	as a deadlock's victim: writing again is safe (identical bytes are not rewritten), so it is
-	retried rather than leaving a file on disk that its row does not know.
+	as a deadlock's victim: the rows are recorded again (the files are written already) rather than
+	leaving files on disk that their rows do not know.
 	"""
 	attempt = 1
 	while True:
 		try:
-			outcome = write_document(doc, ctx, store)
+			result = record()
 			frappe.db.commit()
-			return outcome
+			return result
 		except frappe.QueryDeadlockError:
 			frappe.db.rollback()
 			if attempt == DEADLOCK_RETRIES:
