@@ -411,6 +411,19 @@ def test_rollback_of_a_removed_file_fails_and_keeps_its_prev(store: ContentStore
 	assert listing(store.root / "plans" / "P1") == []
 
 
+def test_rollback_after_its_folder_was_removed_fails_with_enoent(store: ContentStore) -> None:
+	store.write(PATH, b"a\n")
+	store.write(PATH, b"b\n")
+	shutil.rmtree(store.root / "plans" / "P1")
+	with pytest.raises(
+		FileOperationError, match=r"could not roll back content file .+: no such file"
+	) as caught:
+		store.rollback(PATH)
+	assert caught.value.errno == errno.ENOENT
+	assert prev(store).read_bytes() == b"a\n"
+	assert not (store.root / "plans" / "P1").exists()
+
+
 def test_write_after_rollback_keeps_rolled_back_version_as_prev(store: ContentStore) -> None:
 	store.write(PATH, b"a\n")
 	store.write(PATH, b"b\n")
