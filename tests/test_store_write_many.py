@@ -76,6 +76,11 @@ def test_one_sync_and_one_fsync_per_folder_per_batch(
 	assert len(fsyncs) == 3  # units/ in each batch, plans/P/subjects/ in the second
 	with pytest.raises(ValueError, match="batch_size"):
 		content_store.write_many(files, batch_size=0)
+	syncs.clear()
+	fsyncs.clear()
+	# One file alone: its own fsync is cheaper than a sync of the whole filesystem.
+	assert content_store.write_many({unit_path(0): unit(0, "v3")})[0].changed
+	assert (len(syncs), len(fsyncs)) == (0, 2)  # the temp file, then its folder
 
 
 def test_a_file_whose_folder_denies_the_write_fails_alone(content_store: ContentStore) -> None:
