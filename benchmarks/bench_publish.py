@@ -12,6 +12,10 @@ Three figures, each against its goal:
 2. Latency. On an idle site with the worker running, one Unit saved and committed, then the time
    until its CDN URL serves the new bytes, and until `get_content_url` hands out the CDN URL
    (goal: p50 <= 1 s, p99 <= 3 s).
+   Throttled: the same throughput run again with a fault proxy in front of the endpoint answering
+   `503 SlowDown` to a share of PUTs (--throttled, 30 % by default, as S3 does above its request
+   rate): its time beside the unthrottled one's in the same run (goal: at most 3x), with no
+   failover and no Failed row.
 3. Relink start. With N uploads due and the worker draining, Local Fallback Mode switched on:
    seconds until the relink job starts, and until every file links locally.
 
@@ -83,6 +87,7 @@ GOAL_RATIO = 1.5
 GOAL_PUTS_PER_FILE = 1.1
 GOAL_P50_S = 1.0
 GOAL_P99_S = 3.0
+GOAL_THROTTLED_RATIO = 3.0
 STALL_S = 60.0  # no row of ours Synced for this long (with some still due): stuck
 LOCAL_LINK = "/files/memora_content/"
 WORDS = "خطة مادة وحدة درس تمرين سؤال جواب plan subject unit lesson quiz answer".split()
@@ -770,6 +775,31 @@ class Run:
 		log(f"N={n}: {json.dumps({k: v for k, v in result.items() if not isinstance(v, list | dict)})}")
 		return {"tag": tag, **result}
 
+	def throttled(self, n: int, share: float) -> dict:
+		"""(a) again through a proxy answering 503 SlowDown to `share` of the PUTs."""
+		from memora_storage import settings
+
+		sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+		from s3_helpers import FaultProxy
+
+		proxy = FaultProxy(self.moto.port).start()
+		proxy.throttle = share
+		self.point_settings(endpoint_url=proxy.url)
+		try:
+			result = self.throughput(n)
+		finally:
+			proxy.stop()
+			self.point_settings()
+		tag_rows = rows(result["tag"])
+		frappe.clear_cache()
+		return {
+			**result,
+			"throttle_share": share,
+			"puts_throttled": proxy.throttled,
+			"failed_rows": sum(row.sync_status == "Failed" for row in tag_rows),
+			"cdn_down_after": settings.is_cdn_down(),
+		}
+
 	def end_to_end(self, n: int) -> dict:
 		"""(b) the worker running during the import: from the import's start until all is Synced."""
 		tag = self.new_tag()
@@ -1146,6 +1176,34 @@ def report(results: dict) -> str:
 	if stalls:
 		table += "\n\n" + "\n\n".join(f"**Stalled.** {line}" for line in stalls)
 	parts = [table]
+	if throttled := [s for s in results["sizes"] if "throttled" in s]:
+		parts.append(
+			markdown_table(
+				[
+					"files",
+					"unthrottled sync (s)",
+					"throttled sync (s)",
+					"throttled / unthrottled (goal <= 3)",
+					"PUTs answered SlowDown",
+					"PUT / file",
+					"Failed rows",
+					"CDN down after",
+				],
+				[
+					[
+						f"{s['throughput']['files']:,}",
+						cell(s["throughput"], "sync_s", 2),
+						cell(s["throttled"], "sync_s", 2),
+						cell(s["throttled"], "ratio_to_unthrottled", 2),
+						s["throttled"].get("puts_throttled", ""),
+						cell(s["throttled"], "puts_per_file", 3),
+						s["throttled"].get("failed_rows", ""),
+						s["throttled"].get("cdn_down_after", ""),
+					]
+					for s in throttled
+				],
+			)
+		)
 	if lat := results.get("latency"):
 		parts.append(
 			markdown_table(
@@ -1226,6 +1284,12 @@ def main() -> int:
 		action="store_true",
 		help="skip profiling a drain of N due uploads in-process at the relink size (done anyway when the ratio misses its goal)",
 	)
+	parser.add_argument(
+		"--throttled",
+		type=float,
+		default=0.3,
+		help="share of PUTs answered 503 SlowDown in the throttled run (default: %(default)s; 0: none)",
+	)
 	parser.add_argument("--quick", action="store_true", help="sizes 300, 10 edits: a smoke run")
 	parser.add_argument("--moto-python", help="a Python with moto (default: see common.moto_server_command)")
 	args = parser.parse_args()
@@ -1284,6 +1348,15 @@ def main() -> int:
 				missed = any(x["throughput"].get("ratio", 99) > GOAL_RATIO for x in [*results["sizes"], size])
 				if not args.no_profile or missed:  # where the time goes
 					results["profile"] = run.profile_drain(tag)
+			if args.throttled:
+				throttled = run.attempt(f"N={n} throttled", lambda n=n: run.throttled(n, args.throttled))
+				cleanup(throttled.pop("tag"))
+				if throttled.get("completed") and size["throughput"].get("sync_s"):
+					throttled["ratio_to_unthrottled"] = throttled["sync_s"] / size["throughput"]["sync_s"]
+				size["throttled"] = throttled
+				log(
+					f"N={n} throttled: {json.dumps({k: v for k, v in throttled.items() if not isinstance(v, list | dict)})}"
+				)
 			run.quiesce()
 			cleanup(tag)
 			if not args.no_end_to_end:
@@ -1307,6 +1380,13 @@ def main() -> int:
 		"ratio": all(s["throughput"].get("ratio", 99) <= GOAL_RATIO for s in results["sizes"]),
 		"puts_per_file": all(
 			s["throughput"].get("puts_per_file", 99) <= GOAL_PUTS_PER_FILE for s in results["sizes"]
+		),
+		"throttled": all(
+			s["throttled"].get("ratio_to_unthrottled", 99) <= GOAL_THROTTLED_RATIO
+			and not s["throttled"]["failed_rows"]
+			and not s["throttled"]["cdn_down_after"]
+			for s in results["sizes"]
+			if "throttled" in s
 		),
 		"end_to_end_completes": all(s.get("end_to_end", {}).get("completed", True) for s in results["sizes"]),
 		"latency": bool(lat)

@@ -12,9 +12,11 @@ Local status (the file on this server):
 
 Sync status (what the CDN holds), with the operation (Upload or Delete) it is about:
 	Pending, Synced, Failed ──queue──▶ Pending (a fresh schedule; Syncing only learns the operation)
-	Pending (due) ──claim──▶ Syncing (a claim token)
+	Pending (due) ──claim──▶ Syncing (a claim token, a lease of LEASE_SECONDS)
+	Syncing ──renew──▶ Syncing   (the live drain extends its lease, every RENEW_SECONDS while it sends)
 	Syncing ──release──▶ Pending   (the pass that claimed it died)
-	Syncing ──free_stuck──▶ Pending   (its worker died: claimed long ago)
+	Syncing ──free_stuck──▶ Pending   (its lease ran out: the worker died; the token stays, to say the
+		dead drain may have stored it, and the next upload looks for it by hash first)
 	Syncing ──mark_synced──▶ Synced   (the upload of the current version landed)
 	Syncing ──repair──▶ Synced   (what was sent is what the file holds: the row's version was stale)
 	Syncing ──mark_deleted──▶ (row removed)   (the CDN delete landed)
@@ -59,8 +61,12 @@ _FIELDS = (
 	"written_at",
 	"parent_path",
 )
-CLAIM_FIELDS = ["name", "path", "parent_path", "sync_operation", "sha256", "sync_claim"]
-STUCK_AFTER_MINUTES = 15  # a Syncing row this old lost its worker
+CLAIM_FIELDS = ["name", "path", "parent_path", "sync_operation", "sha256", "synced_sha256", "sync_claim"]
+# A claim is a lease: `modified` is when it was taken or last renewed. The live drain renews it every
+# RENEW_SECONDS while it sends; a row not renewed for LEASE_SECONDS lost its worker (a SIGKILL, a
+# host gone), and the next drain or the per-minute dispatcher takes it back: within two minutes.
+LEASE_SECONDS = 45
+RENEW_SECONDS = 10
 FINISH_WAIT_S = 30.0  # how long a finish waits for saves holding claimed rows before leaving them
 DRAIN_REQUEST = "drain"  # the after-commit key of a drain request
 
@@ -447,13 +453,36 @@ def release(token: str) -> None:
 	frappe.db.commit()
 
 
-def free_stuck() -> None:
-	"""Syncing → Pending for claims older than a drain can live: their worker died."""
-	frappe.db.sql(
-		"""update `tabContent File` set sync_status='Pending', sync_claim=null
-		where sync_status='Syncing' and modified < %s""",
-		add_to_date(now_datetime(), minutes=-STUCK_AFTER_MINUTES),
+def renew(token: str) -> None:
+	"""Syncing → Syncing: extend the lease of the live drain's claim; committed. Rows a save holds
+	are skipped (SKIP LOCKED, the drain never waits): the save's commit touches them anyway."""
+	names = frappe.db.sql(
+		"""select name from `tabContent File` where sync_claim=%s and sync_status='Syncing'
+		for update skip locked""",
+		token,
+		pluck=True,
 	)
+	if names:
+		frappe.db.sql(
+			"update `tabContent File` set modified=%(now)s where name in %(names)s",
+			{"now": now_datetime(), "names": tuple(names)},
+		)
+	frappe.db.commit()
+
+
+def free_stuck() -> None:
+	"""Syncing → Pending for leases that ran out (their drain died), still due as when claimed, attempts
+	unchanged: a crash is no failed attempt. The dead claim's token is kept as a mark (`may_be_stored`)."""
+	frappe.db.sql(
+		"""update `tabContent File` set sync_status='Pending'
+		where sync_status='Syncing' and modified < %s""",
+		add_to_date(now_datetime(), seconds=-LEASE_SECONDS),
+	)
+
+
+def may_be_stored(rows: list[frappe._dict]) -> set[str]:
+	"""The paths among due rows whose last claim expired: a dead drain may have stored them already."""
+	return {row.path for row in rows if row.sync_claim}
 
 
 def finish(

@@ -65,11 +65,13 @@ def run_pass(cdn: CdnBucket, now: datetime.datetime | None = None) -> dict[str, 
 	now = now or now_datetime()
 	# A caller's `now` (a test's clock ahead of time) never hides rows written since, due at once.
 	due_at = max(now, now_datetime())
-	rows = content_files.claim(_ready(content_files.due(due_at, PASS_LIMIT)), due_at)
+	content_files.free_stuck()  # a dead drain's rows go with this pass, not a minute later
+	ready = _ready(content_files.due(due_at, PASS_LIMIT))
+	rows = content_files.claim(ready, due_at)
 	if not rows:
 		return counts
 	try:
-		outcomes, unreachable = _send(cdn, rows, now)
+		outcomes, unreachable = _send(cdn, rows, now, content_files.may_be_stored(ready))
 	except BaseException:
 		content_files.release(rows[0].sync_claim)  # a dead pass leaves nothing Syncing for the dispatcher
 		raise
@@ -88,13 +90,24 @@ def run_pass(cdn: CdnBucket, now: datetime.datetime | None = None) -> dict[str, 
 
 
 def _send(
-	cdn: CdnBucket, rows: list[frappe._dict], now: datetime.datetime
+	cdn: CdnBucket, rows: list[frappe._dict], now: datetime.datetime, may_be_stored: set[str]
 ) -> tuple[dict[str, str], CdnError | None]:
-	"""Upload and delete the claimed rows, record each outcome, and serve what landed from the CDN;
+	"""Upload and delete the claimed rows (renewing their lease meanwhile; those a dead drain may have
+	stored are looked for by hash first), record each outcome, and serve what landed from the CDN;
 	also the first error that says the bucket could not be reached."""
 	uploader = Uploader(settings.content_store(), cdn)
 	uploads = [row.path for row in rows if row.sync_operation == "Upload"]
-	sent = {r.path: r for r in uploader.upload_many(uploads, cache_control=cache_controls(uploads))}
+	token = rows[0].sync_claim
+	sent = {
+		r.path: r
+		for r in uploader.upload_many(
+			uploads,
+			cache_control=cache_controls(uploads),
+			look_first=may_be_stored,
+			heartbeat=lambda: content_files.renew(token),
+			heartbeat_every=content_files.RENEW_SECONDS,
+		)
+	}
 	deleted = cdn.delete_many([row.path for row in rows if row.sync_operation == "Delete"])
 	bucket.remember_etag_behaviour(cdn)
 	outcomes, repaired = content_files.finish(
@@ -178,8 +191,9 @@ def _holds(store: ContentStore, path: str, sha256: str | None) -> bool:
 
 
 def dispatch(now: datetime.datetime | None = None) -> int:
-	"""Every minute, the safety net: free rows whose worker died, ask for a drain while anything is
-	due (a drain lost with its worker is asked for again), alert on newly failed rows."""
+	"""Every minute, the safety net: free rows whose lease ran out (their worker died), ask for a
+	drain while anything is due (a drain lost with its worker is asked for again), alert on newly
+	failed rows."""
 	now = now or now_datetime()
 	content_files.free_stuck()
 	due = content_files.count_due(now)

@@ -111,10 +111,20 @@ def bucket_name(moto_server: MotoServer) -> str:
 	return name
 
 
+@pytest.fixture(scope="session")
+def strict_store(moto_server: MotoServer) -> Iterator[FaultProxy]:
+	"""moto behind a proxy that refuses checksum headers as Backblaze B2 does: the store every core
+	S3 test talks to, so each runs against the strictest S3 flavour with whichever boto3 is installed."""
+	strict = FaultProxy(moto_server.port).start()
+	strict.strict = True
+	yield strict
+	strict.stop()
+
+
 @pytest.fixture
-def cdn(moto_server: MotoServer, bucket_name: str) -> CdnBucket:
-	"""The bucket under test, reached directly, with content under the key prefix `memora`."""
-	return CdnBucket(make_config(moto_server.url, bucket_name, key_prefix="memora"))
+def cdn(strict_store: FaultProxy, bucket_name: str) -> CdnBucket:
+	"""The bucket under test, on the strict store, with content under the key prefix `memora`."""
+	return CdnBucket(make_config(strict_store.url, bucket_name, key_prefix="memora"))
 
 
 @pytest.fixture
@@ -136,8 +146,10 @@ def write_content(store: ContentStore, count: int, prefix: str = "units") -> dic
 
 @pytest.fixture
 def proxy(moto_server: MotoServer) -> Iterator[FaultProxy]:
-	"""A fault-injecting proxy in front of moto, healthy until a test breaks it."""
+	"""A fault-injecting proxy in front of moto, strict about checksum headers as B2 is, and otherwise
+	healthy until a test breaks it."""
 	fault_proxy = FaultProxy(moto_server.port).start()
+	fault_proxy.strict = True
 	yield fault_proxy
 	fault_proxy.clear()
 	fault_proxy.stop()

@@ -6,6 +6,7 @@ boto3 talks HTTP to these exactly as it talks to a production bucket; nothing is
 import collections
 import hashlib
 import os
+import random
 import re
 import socket
 import struct
@@ -20,6 +21,8 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
+from memora_storage.utils.s3 import CHECKSUMS_WHEN_REQUIRED, send_content_md5_only
+
 HOST = "127.0.0.1"
 
 
@@ -30,15 +33,19 @@ def free_port() -> int:
 
 
 def raw_client(endpoint_url: str, access_key: str, secret_key: str, service: str = "s3"):
-	"""A plain boto3 client for arranging and inspecting state behind the code under test."""
-	return boto3.session.Session().client(
+	"""A plain boto3 client for arranging and inspecting state behind the code under test; like the
+	app's own, it sends no checksum header a strict store refuses, whichever boto3 is installed."""
+	client = boto3.session.Session().client(
 		service,
 		endpoint_url=endpoint_url,
 		region_name="us-east-1",
 		aws_access_key_id=access_key,
 		aws_secret_access_key=secret_key,
-		config=Config(s3={"addressing_style": "path"}),
+		config=Config(**CHECKSUMS_WHEN_REQUIRED, s3={"addressing_style": "path"}),
 	)
+	if service == "s3":
+		send_content_md5_only(client)
+	return client
 
 
 class MotoServer:
@@ -101,7 +108,14 @@ class MotoServer:
 
 
 # 501 NotImplemented: what community MinIO answers to the bucket CORS calls.
-_STATUS_CODES = {403: "AccessDenied", 500: "InternalError", 501: "NotImplemented", 503: "SlowDown"}
+# 503 ServiceUnavailable: a store that is down; its "slow down" answer is the `throttle` mode's.
+_STATUS_CODES = {
+	403: "AccessDenied",
+	429: "TooManyRequests",
+	500: "InternalError",
+	501: "NotImplemented",
+	503: "ServiceUnavailable",
+}
 
 
 class FaultProxy:
@@ -116,6 +130,11 @@ class FaultProxy:
 	most PUTs held at once, i.e. how many requests the client really had in flight).
 	`stop_after` makes the endpoint vanish (connections refused, open ones cut) after that many
 	requests, as when a CDN goes down in the middle of a sync.
+	`strict` answers like Backblaze B2 to any request carrying a checksum header of boto3 1.36 and
+	later (`x-amz-checksum-*`, `x-amz-sdk-checksum-*`, `x-amz-trailer`) or an aws-chunked body: 400
+	InvalidArgument "Unsupported header ..."; `refused` counts those answers.
+	`throttle` is the share of PUTs (0 to 1, drawn from a seeded random) answered 503 SlowDown "Please
+	reduce your request rate", as S3 does above ~3,500 PUT/s per prefix; `throttled` counts them.
 	`denied` holds IAM actions (`s3:PutBucketCORS`, ...) answered 403 AccessDenied, as a store does to
 	keys whose policy lacks them; the other requests go through.
 	"""
@@ -129,6 +148,11 @@ class FaultProxy:
 		self.stop_after: int | None = None
 		self.delay = 2.0
 		self.denied: set[str] = set()
+		self.strict = False
+		self.refused = 0
+		self.throttle = 0.0
+		self.throttled = 0
+		self._random = random.Random(17)
 		self.seen = 0
 		self.forwarded: collections.Counter = collections.Counter()
 		self.held = 0
@@ -172,6 +196,13 @@ class FaultProxy:
 			self.stop_after = None
 			self._release.set()
 
+	def _throttles(self) -> bool:
+		with self._lock:
+			if self.throttle <= 0 or self._random.random() >= self.throttle:
+				return False
+			self.throttled += 1
+			return True
+
 	def _accept(self, listener: socket.socket) -> None:
 		while True:
 			try:
@@ -194,8 +225,26 @@ class FaultProxy:
 				fault = self.fault if self.seen > self.fault_after else None
 				stop_now = self.stop_after is not None and self.seen >= self.stop_after
 				release = self._release
-			if s3_action(head) in self.denied:
+			unsupported = self.strict and unsupported_header(head)
+			if unsupported:
+				if _read_body(client, head, body) is None:
+					return
+				with self._lock:
+					self.refused += 1
+				client.sendall(
+					_error_response(
+						400,
+						method,
+						"InvalidArgument",
+						f"Unsupported header '{unsupported}' received for this API call.",
+					)
+				)
+			elif s3_action(head) in self.denied:
 				client.sendall(_error_response(403, method))
+			elif method == "PUT" and self._throttles():
+				if _read_body(client, head, body) is None:
+					return
+				client.sendall(_error_response(503, method, "SlowDown", "Please reduce your request rate."))
 			elif isinstance(fault, int):
 				client.sendall(_error_response(fault, method))
 			elif fault == "hang":
@@ -269,6 +318,20 @@ def s3_action(head: bytes) -> str:
 	return f"s3:{_OBJECT_ACTIONS.get(method, method)}"
 
 
+def unsupported_header(head: bytes) -> str | None:
+	"""The first header of `head` a store like B2 refuses: boto3 1.36's checksums or an aws-chunked body."""
+	for line in head.split(b"\r\n")[1:]:
+		name, _, value = line.decode("latin-1").partition(":")
+		name, value = name.strip().lower(), value.strip().lower()
+		if name.startswith(("x-amz-checksum-", "x-amz-sdk-checksum-")) or name == "x-amz-trailer":
+			return name
+		if (name == "content-encoding" and "aws-chunked" in value) or (
+			name == "x-amz-content-sha256" and value.startswith("streaming-")
+		):
+			return name
+	return None
+
+
 def _read_head(client: socket.socket) -> tuple[bytes, bytes] | None:
 	"""The request line and headers, and whatever part of the body came with them."""
 	data = b""
@@ -293,14 +356,16 @@ def _read_body(client: socket.socket, head: bytes, body: bytes) -> bytes | None:
 	return body
 
 
-def _error_response(status: int, method: str) -> bytes:
-	code = _STATUS_CODES.get(status, "InternalError")
+def _error_response(
+	status: int, method: str, code: str | None = None, message: str = "injected by the test proxy"
+) -> bytes:
+	code = code or _STATUS_CODES.get(status, "InternalError")
 	body = (
 		b""
 		if method == "HEAD"
 		else (
 			f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-			f"<Message>injected by the test proxy</Message></Error>"
+			f"<Message>{message}</Message></Error>"
 		).encode()
 	)
 	return (

@@ -4,7 +4,11 @@ import hashlib
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import boto3
+import botocore
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 from conftest import ACCESS_KEY, SECRET_KEY, make_config, raw_client
 from s3_helpers import FaultProxy, MotoServer, free_port
 
@@ -421,3 +425,56 @@ def test_a_store_without_bucket_cors_is_named(proxy: FaultProxy, proxied_cdn: Cd
 	result = proxied_cdn.probe(cors_origins=[APP])
 	assert result.ok
 	assert result.steps[-1].warning and "no per-bucket CORS rules" in result.steps[-1].message
+
+
+def test_the_strict_store_refuses_checksum_headers_as_b2_does(
+	strict_store: FaultProxy, bucket_name: str
+) -> None:
+	refused = strict_store.refused
+	with pytest.raises(ClientError) as caught:
+		boto3.session.Session().client(
+			"s3",
+			endpoint_url=strict_store.url,
+			region_name="us-east-1",
+			aws_access_key_id=ACCESS_KEY,
+			aws_secret_access_key=SECRET_KEY,
+			config=Config(s3={"addressing_style": "path"}),
+		).put_object(Bucket=bucket_name, Key="k.json", Body=DATA, ChecksumAlgorithm="CRC32")
+	assert caught.value.response["Error"]["Code"] == "InvalidArgument"
+	assert "Unsupported header" in caught.value.response["Error"]["Message"]
+	assert strict_store.refused == refused + 1
+
+
+def test_uploads_deletes_and_the_probe_send_no_checksum_header_a_strict_store_refuses(
+	cdn: CdnBucket, strict_store: FaultProxy
+) -> None:
+	refused = strict_store.refused
+	for n in range(3):
+		cdn.put(f"plans/P/u{n}.json", DATA)
+	assert cdn.delete_many(["plans/P/u0.json"]) == {"plans/P/u0.json": None}
+	cdn.delete("plans/P/u1.json")
+	assert cdn.delete_prefix("plans/P") == 1
+	assert cdn.probe().ok
+	assert list(cdn.list()) == []
+	assert strict_store.refused == refused
+
+
+def test_checksums_are_asked_for_only_when_required_where_botocore_has_the_option(cdn: CdnBucket) -> None:
+	config = cdn.client.meta.config
+	if "request_checksum_calculation" not in Config.OPTION_DEFAULTS:
+		pytest.skip(f"botocore {botocore.__version__} sends no checksum header of its own")
+	assert config.request_checksum_calculation == "when_required"
+	assert config.response_checksum_validation == "when_required"
+
+
+def test_connection_test_names_a_header_the_store_refuses(cdn: CdnBucket) -> None:
+	"""As a boto3 that sends its checksums whatever it is told would be refused."""
+
+	def add_checksum_header(request, **kwargs) -> None:
+		request.headers["x-amz-sdk-checksum-algorithm"] = "CRC32"
+
+	cdn.client.meta.events.register("before-send.s3.PutObject", add_checksum_header)
+	result = cdn.probe()
+	assert not result.ok
+	assert "does not accept the request header 'x-amz-sdk-checksum-algorithm'" in result.message
+	assert "checksum headers newer boto3 versions" in result.message

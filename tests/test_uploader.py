@@ -1,6 +1,7 @@
 """The uploader: local bytes at run time, concurrent, per-path outcomes, nothing sent when nothing changed."""
 
 import errno
+import threading
 
 from conftest import make_config, raw_client, write_content
 from s3_helpers import FaultProxy, MotoServer
@@ -110,3 +111,36 @@ def test_upload_many_gives_each_path_its_own_cache_control(
 		"public, max-age=60",  # the bucket's default
 		"public, max-age=5",
 	]
+
+
+def test_a_path_a_dead_worker_stored_is_recognised_by_its_hash_and_not_sent_again(
+	content_store: ContentStore, proxy: FaultProxy, bucket_name: str
+) -> None:
+	files = write_content(content_store, 4)
+	paths = list(files)
+	cdn = CdnBucket(make_config(proxy.url, bucket_name, key_prefix="memora"))
+	Uploader(content_store, cdn).upload_many(paths[:2])  # the dead worker got this far
+	content_store.write(paths[1], b'{"changed": true}')  # and this one changed since
+	puts = proxy.forwarded["PUT"]
+	results = Uploader(content_store, cdn).upload_many(paths, look_first=paths)
+	assert [result.uploaded for result in results] == [False, True, True, True]
+	assert all(result.ok for result in results)
+	assert proxy.forwarded["PUT"] - puts == 3
+
+
+def test_the_heartbeat_beats_in_the_calling_thread_while_uploads_run(
+	content_store: ContentStore, proxy: FaultProxy, bucket_name: str
+) -> None:
+	files = write_content(content_store, 2)
+	proxy.delay = 0.5
+	proxy.set_fault("slow-put")
+	threads = []
+	cdn = CdnBucket(make_config(proxy.url, bucket_name, key_prefix="memora"))
+	results = Uploader(content_store, cdn).upload_many(
+		list(files),
+		workers=1,
+		heartbeat=lambda: threads.append(threading.current_thread()),
+		heartbeat_every=0.1,
+	)
+	assert all(result.ok for result in results)
+	assert threads and set(threads) == {threading.current_thread()}

@@ -170,21 +170,43 @@ class TestContentFileStates(FrappeTestCase):
 		self.assertEqual(outcomes, {old.name: "requeued"})
 		self.assertEqual((self.row(path).sync_status, self.row(path).sync_claim), ("Syncing", new.sync_claim))
 
-	def test_free_stuck_frees_only_old_claims(self):
+	def expire(self, path: str) -> None:
+		"""As if the lease of the row's claim was last renewed longer ago than a lease lasts."""
+		frappe.db.set_value(
+			content_files.DOCTYPE,
+			content_files.row_name(path),
+			"modified",
+			add_to_date(None, seconds=-content_files.LEASE_SECONDS - 1),
+			update_modified=False,
+		)
+
+	def test_free_stuck_frees_only_expired_leases_and_marks_them_as_maybe_stored(self):
 		old, recent = self.path("old"), self.path("recent")
 		for path in (old, recent):
 			content_files.record_write(written(path, path.encode()), None, None)
 			self.claimed(path)
-		frappe.db.set_value(
-			content_files.DOCTYPE,
-			content_files.row_name(old),
-			"modified",
-			add_to_date(None, minutes=-content_files.STUCK_AFTER_MINUTES - 1),
-			update_modified=False,
-		)
+		self.expire(old)
 		content_files.free_stuck()
-		self.assertEqual(self.row(old).sync_status, "Pending")
+		freed = self.row(old)
+		self.assertEqual((freed.sync_status, freed.attempts), ("Pending", 0))  # a crash is no failure
 		self.assertEqual(self.row(recent).sync_status, "Syncing")
+		due = [row for row in content_files.due(now_datetime(), 1000) if row.path == old]
+		self.assertEqual(content_files.may_be_stored(due), {old})
+		again = self.claimed(old)
+		outcomes, _ = content_files.finish(
+			[again], {old: (again.sha256, None)}, now_datetime(), lambda *a: False
+		)
+		self.assertEqual(outcomes, {again.name: "synced"})
+		self.assertEqual((self.row(old).sync_status, self.row(old).sync_claim), ("Synced", None))
+
+	def test_renew_keeps_a_live_drains_lease(self):
+		path = self.path()
+		content_files.record_write(written(path, b"v1"), None, None)
+		row = self.claimed(path)
+		self.expire(path)
+		content_files.renew(row.sync_claim)
+		content_files.free_stuck()
+		self.assertEqual((self.row(path).sync_status, self.row(path).sync_claim), ("Syncing", row.sync_claim))
 
 	def test_removal_queues_a_delete_and_its_finish_removes_the_row(self):
 		path = self.path()

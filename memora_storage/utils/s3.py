@@ -3,7 +3,10 @@
 Every upload sends Content-MD5 (a conforming server refuses bytes that arrived damaged) and the
 SHA-256 as object metadata, then reads the object's size and ETag back before it reports success.
 Timeouts are short and boto3 retries only once: the durable retry schedule (`backoff`) does the
-long waits. Every failure surfaces as one `CdnError` whose text is a short sentence fit for a
+long waits. No other checksum header is ever sent: boto3 1.36 and later add CRC32 headers to every
+upload and delete by default, which Backblaze B2, older R2, GCS, Ceph, Wasabi and older MinIO
+refuse, so those checksums are asked for only where an operation requires one (DeleteObjects,
+PutBucketCors), and there Content-MD5 is sent instead, as older botocore did. Every failure surfaces as one `CdnError` whose text is a short sentence fit for a
 "last error" field; neither the secret key nor the access key ever appears in it or in a repr.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,6 +37,7 @@ from botocore.exceptions import (
 	ReadTimeoutError,
 )
 from botocore.handlers import add_expect_header
+from botocore.retries import standard
 
 from memora_storage.utils import canonical
 from memora_storage.utils.paths import validate_relpath
@@ -59,6 +64,7 @@ class CdnErrorKind(str, Enum):
 	BUCKET_MISSING = "bucket_missing"
 	CHECKSUM_MISMATCH = "checksum_mismatch"
 	SERVER_ERROR = "server_error"
+	THROTTLED = "throttled"  # the store asks to slow down (503 SlowDown, 429): a rate, not an outage
 	REJECTED = "rejected"
 	MISCONFIGURED = "misconfigured"
 
@@ -183,6 +189,7 @@ class CdnBucket:
 		prefix = config.key_prefix.strip("/")
 		self._prefix = f"{prefix}/" if prefix else ""
 		boto_config = Config(
+			**CHECKSUMS_WHEN_REQUIRED,
 			region_name=config.region,
 			signature_version="s3v4",
 			connect_timeout=config.connect_timeout,
@@ -201,6 +208,8 @@ class CdnBucket:
 		)
 		# Content files are small: waiting for `100 Continue` before each body would only add a round trip.
 		self.client.meta.events.unregister("before-call.s3", add_expect_header)
+		send_content_md5_only(self.client)
+		_leave_throttling_to_the_caller(self.client)
 
 	def __repr__(self) -> str:
 		return f"<CdnBucket {self.config.bucket}/{self._prefix} at {self.config.endpoint_host}>"
@@ -553,12 +562,21 @@ class CdnBucket:
 	def _client_error(self, action: str, path: str | None, error: ClientError) -> CdnError:
 		status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
 		code = str(error.response.get("Error", {}).get("Code") or status)
-		kind = _kind_of(code, status)
+		kind = _kind_of(code, status, str(error.response.get("Error", {}).get("Message") or ""))
+		if header := _refused_header(str(error.response.get("Error", {}).get("Message") or "")):
+			reason = (
+				f"the storage service does not accept the request header {header!r}; it is one of the "
+				"checksum headers newer boto3 versions (1.36 and later) add, which many S3-compatible "
+				"stores (Backblaze B2, older Cloudflare R2, MinIO, Ceph) refuse. This app asks boto3 not "
+				"to send them: update the app, or ask the store's provider about the header"
+			)
+			return CdnError(kind, f"{self._what(action, path)} failed: {reason} [{code}]", path, status, code)
 		reason = {
 			CdnErrorKind.ACCESS_DENIED: "access denied: check the access key, the secret key and the bucket policy",
 			CdnErrorKind.BUCKET_MISSING: f"the bucket {self.config.bucket!r} does not exist",
 			CdnErrorKind.CHECKSUM_MISMATCH: "checksum mismatch: the CDN received other bytes than were sent",
 			CdnErrorKind.SERVER_ERROR: f"the CDN answered HTTP {status}; it may be overloaded or down",
+			CdnErrorKind.THROTTLED: f"the CDN asked to slow down (HTTP {status}); it refused requests for too long",
 		}.get(kind, "no such object" if status == 404 else f"the CDN refused the request (HTTP {status})")
 		return CdnError(kind, f"{self._what(action, path)} failed: {reason} [{code}]", path, status, code)
 
@@ -586,6 +604,43 @@ class CdnBucket:
 		return CdnError(kind, f"{self._what(action, path)} failed: {reason}", path)
 
 
+# botocore 1.36 added these options (and CRC32 checksums on by default); older botocore, such as the
+# 1.34 Frappe v15 pins, sends no such header and has no such option.
+CHECKSUMS_WHEN_REQUIRED = (
+	{"request_checksum_calculation": "when_required", "response_checksum_validation": "when_required"}
+	if "request_checksum_calculation" in Config.OPTION_DEFAULTS
+	else {}
+)
+_CHECKSUM_HEADER_PREFIXES = ("x-amz-checksum-", "x-amz-sdk-checksum-")
+
+
+def _refused_header(message: str) -> str | None:
+	"""The header a store's error message says it refuses ("Unsupported header 'x-amz-...'", as B2
+	words it; R2 and AWS name it in "A header you provided implies functionality ...: x-amz-...")."""
+	match = re.search(r"(?i)header[^']*'([\w-]+)'", message) or re.search(
+		r"(?i)header you provided.*?\b(x-amz-[\w-]+|transfer-encoding|content-encoding)", message
+	)
+	return match.group(1) if match else None
+
+
+def send_content_md5_only(client: Any) -> None:
+	"""Make `client` send Content-MD5 where an operation requires a checksum: newer botocore sends
+	CRC32 there even "when required", which strict stores refuse; MD5 every S3 store accepts."""
+	client.meta.events.register("before-sign.s3", _content_md5_instead_of_crc)
+
+
+def _content_md5_instead_of_crc(request: Any, **kwargs: Any) -> None:
+	names = [name for name in request.headers if name.lower().startswith(_CHECKSUM_HEADER_PREFIXES)]
+	if not names:
+		return
+	for name in names:
+		del request.headers[name]
+	body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode()
+	request.headers["Content-MD5"] = base64.b64encode(
+		hashlib.md5(body, usedforsecurity=False).digest()
+	).decode()
+
+
 _ACCESS_CODES = {
 	"AccessDenied",
 	"InvalidAccessKeyId",
@@ -598,13 +653,51 @@ _ACCESS_CODES = {
 _CHECKSUM_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}
 
 
-def _kind_of(code: str, status: int) -> CdnErrorKind:
+_THROTTLE_CODES = {
+	"SlowDown",
+	"TooManyRequests",
+	"RequestLimitExceeded",
+	"Throttling",
+	"ThrottlingException",
+	"RequestThrottled",
+}
+
+
+def throttled(code: str, status: int, message: str = "") -> bool:
+	"""Whether an answer asks the client to slow down: SlowDown, 429, or a 503 that says so (AWS
+	words one "Reduce your request rate")."""
+	return code in _THROTTLE_CODES or status == 429 or (status == 503 and "request rate" in message.lower())
+
+
+def _leave_throttling_to_the_caller(client: Any) -> None:
+	"""boto3 would retry a throttled request once after up to a second, blind to the others in flight;
+	the uploader pauses from 100 ms and lowers its concurrency instead (`utils/throttle.py`). Every
+	other retry (a dropped connection, a timeout, a 5xx) stays boto3's, once."""
+	name = client.meta.service_model.service_id.hyphenize()
+	unique_id = f"retry-config-{name}"
+	handler = standard.register_retry_handler(client, max_attempts=TOTAL_ATTEMPTS)
+	client.meta.events.unregister(f"needs-retry.{name}", unique_id=unique_id)
+
+	def needs_retry(**kwargs: Any) -> Any:
+		response = kwargs.get("response")
+		if response is not None:
+			error = (response[1] or {}).get("Error", {})
+			if throttled(str(error.get("Code", "")), response[0].status_code, str(error.get("Message", ""))):
+				return None
+		return handler.needs_retry(**kwargs)
+
+	client.meta.events.register(f"needs-retry.{name}", needs_retry, unique_id=unique_id)
+
+
+def _kind_of(code: str, status: int, message: str = "") -> CdnErrorKind:
+	if throttled(code, status, message):
+		return CdnErrorKind.THROTTLED
 	if code in _ACCESS_CODES or status == 403:
 		return CdnErrorKind.ACCESS_DENIED
 	if code == "NoSuchBucket":
 		return CdnErrorKind.BUCKET_MISSING
 	if code in _CHECKSUM_CODES:
 		return CdnErrorKind.CHECKSUM_MISMATCH
-	if status >= 500 or code in ("InternalError", "ServiceUnavailable", "SlowDown"):
+	if status >= 500 or code in ("InternalError", "ServiceUnavailable"):
 		return CdnErrorKind.SERVER_ERROR
 	return CdnErrorKind.REJECTED
