@@ -1,6 +1,7 @@
 """The content map: which DocTypes become files, where each file lives, which file lists it, and which
 fields it publishes. Other apps change it through the `memora_content_map` hook."""
 
+import functools
 import string
 from dataclasses import dataclass
 
@@ -70,10 +71,16 @@ def path_of(content_type: ContentType, doc) -> str | None:
 	None while a field of the rule other than the name is empty (a Subject without a Plan): such a
 	document has no place on disk until it is filled. Unsafe values raise InvalidPathError.
 	"""
-	values = {name: doc.get(name) for name in content_type.path_fields}
-	if any(not value for name, value in values.items() if name != "name"):
+	values = tuple((name, doc.get(name)) for name in content_type.path_fields)
+	if any(not value for name, value in values if name != "name"):
 		return None
-	return paths.render_path(content_type.path, values)
+	return _render_path(content_type.path, values)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _render_path(template: str, values: tuple) -> str:
+	"""`paths.render_path`, remembered: a parent's render asks for every child's path, each save again."""
+	return paths.render_path(template, dict(values))
 
 
 def folder_of(content_type: ContentType, name: str) -> str | None:

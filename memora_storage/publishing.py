@@ -76,13 +76,12 @@ class RenderContext:
 				fields=sorted(fields),
 				order_by=child.order_by,
 			)
-			rows = [
-				row for row in rows if existing_path(child, row)
-			]  # a child no file can carry is not listed
-			links = self.urls([path_of(child, row) for row in rows])
+			# A child no file can carry is not listed.
+			entries = [(row, path) for row in rows if (path := existing_path(child, row))]
+			links = self.urls([path for _, path in entries])
 			listed[child.list_key] = [
 				{"name": row.name, "title": row.get(title_field) if title_field else row.name, "url": url}
-				for row, url in zip(rows, links, strict=True)
+				for (row, _), url in zip(entries, links, strict=True)
 			]
 		return listed
 

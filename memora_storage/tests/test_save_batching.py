@@ -62,7 +62,7 @@ class TestSaveBatching(ContentTestCase):
 		expected = {("Plan", plan), ("Subject", subject), *(("Unit", unit) for unit in units)}
 		self.assertEqual(set(renders), expected)
 		self.assertEqual(set(renders.values()), {1})
-		self.assertEqual(len(syncs), 3)  # one per level: the units, the subject, the manifest
+		self.assertEqual(len(syncs), 1)  # the units; the subject and the manifest, alone, are fsynced
 		subject_path = f"plans/{plan}/subjects/{subject}.json"
 		listed = [entry["name"] for entry in self.read_json(subject_path)["units"]]
 		self.assertEqual(listed, units)  # the subject was rendered after every unit was written
