@@ -1,6 +1,6 @@
 """The URL resolver as a real site runs it: the Frappe-layer calls in a warm process, the HTTP
 endpoints over the dev server, and 2,000 resolutions inside one page request; the core resolver
-(`memora_storage.utils.resolver.get_content_url`) measured in the same run as the anchor.
+(`memora_storage.utils.resolver.build_url`) measured in the same run as the anchor.
 
 Goals: `memora_storage.api.get_content_url` at least 20,000 single-path calls per second in a
 warm process, and a batch of 1,000 paths (`api.get_content_urls`) within 50 ms. Each call's Redis
@@ -208,6 +208,7 @@ def wait_applied(mode: str, probe: Callable[[], str], expected: str, timeout: fl
 def measure(mode: str, ctx: dict, args: argparse.Namespace) -> dict:
 	"""Every figure of one mode, with the settings of that mode already in force."""
 	from memora_storage import api, delivery_hash, settings
+	from memora_storage import urls as decide
 	from memora_storage.utils import resolver
 
 	counter, paths, states, on_cdn = ctx["counter"], ctx["paths"], ctx["states"], ctx["on_cdn"]
@@ -225,7 +226,7 @@ def measure(mode: str, ctx: dict, args: argparse.Namespace) -> dict:
 	mirror = delivery_hash._mirror()
 	out["mirror_live"] = bool(mirror and mirror.live)
 	# Per-version routing: with the CDN on, exactly the paths marked on the CDN get its URL.
-	expected = [resolver.get_content_url(p, url_settings, s) for p, s in zip(paths, on_cdn, strict=True)]
+	expected = [resolver.build_url(p, url_settings, s) for p, s in zip(paths, on_cdn, strict=True)]
 	assert [urls[p] for p in paths] == expected, "api.get_content_urls disagrees with the core resolver"
 	out["cdn_urls_of_1000"] = (
 		sum(url.startswith(url_settings.cdn_base_url.rstrip("/") + "/") for url in urls.values())
@@ -238,15 +239,15 @@ def measure(mode: str, ctx: dict, args: argparse.Namespace) -> dict:
 
 	def core_hot():
 		for _ in range(n):
-			resolver.get_content_url(hot, url_settings, True)
+			resolver.build_url(hot, url_settings, True)
 
 	def core_cycle():
 		for path, state in zip(cycle, flags, strict=True):
-			resolver.get_content_url(path, url_settings, state)
+			resolver.build_url(path, url_settings, state)
 
 	def delivery_hot():
 		for _ in range(n):
-			urls.url_of(hot)
+			decide.url_of(hot)
 
 	def api_hot():
 		for _ in range(n):
@@ -259,7 +260,7 @@ def measure(mode: str, ctx: dict, args: argparse.Namespace) -> dict:
 	single = {
 		"core, one path": rate(n, core_hot, args.repeat),
 		"core, 1,000 paths in turn": rate(n, core_cycle, args.repeat),
-		"urls.url_of (Jinja helper), one path": rate(n, delivery_hot, args.repeat),
+		"urls.url_of (the decision under the API), one path": rate(n, delivery_hot, args.repeat),
 		"api.get_content_url, one path": rate(n, api_hot, args.repeat),
 		"api.get_content_url, 1,000 paths in turn": rate(n, api_cycle, args.repeat),
 	}
@@ -272,7 +273,7 @@ def measure(mode: str, ctx: dict, args: argparse.Namespace) -> dict:
 	# Batches of 1,000: warm (all fields in the mirror) and cold (just after a write to the hash,
 	# which drops every process's copy, as each upload's promote does).
 	def core_batch():
-		return [resolver.get_content_url(p, url_settings, s) for p, s in zip(paths, on_cdn, strict=True)]
+		return [resolver.build_url(p, url_settings, s) for p, s in zip(paths, on_cdn, strict=True)]
 
 	core_ms = latencies(core_batch, 200)
 	warm_ms = latencies(lambda: api.get_content_urls(paths), 200)
@@ -352,7 +353,8 @@ def measure(mode: str, ctx: dict, args: argparse.Namespace) -> dict:
 	core = single["core, one path"]["median"]
 	out["ratios"] = {
 		"api_single_vs_core": single["api.get_content_url, one path"]["median"] / core,
-		"delivery_single_vs_core": single["urls.url_of (Jinja helper), one path"]["median"] / core,
+		"delivery_single_vs_core": single["urls.url_of (the decision under the API), one path"]["median"]
+		/ core,
 		"api_batch_warm_vs_core_batch": out["batch"]["warm_ms"]["p50"] / out["batch"]["core_ms"]["p50"],
 	}
 	api_rate = single["api.get_content_url, one path"]["median"]
@@ -528,7 +530,7 @@ def main() -> int:
 		by_mode[found_mode] = measure(found_mode, ctx, args)
 		saved = settings_for(other_mode, found)
 		save_settings(saved)
-		expected = resolver.get_content_url(paths[0], settings.url_settings(), True)
+		expected = resolver.build_url(paths[0], settings.url_settings(), True)
 		ctx["applied_after_s"] = wait_applied(other_mode, lambda: api.get_content_url(paths[0]), expected)
 		by_mode[other_mode] = measure(other_mode, ctx, args)
 	finally:
