@@ -17,6 +17,7 @@ from frappe.rate_limiter import rate_limit
 from memora_storage import (
 	after_commit,
 	bucket,
+	clock,
 	content_files,
 	delivery_hash,
 	disk_guard,
@@ -72,6 +73,7 @@ def _resolve(paths_: list[str]) -> dict[str, str]:
 @http_rate_limit(limit=1200, seconds=60)
 def get_content_url(path: str) -> str:
 	"""The URL of a content path: the CDN only while it holds the path's current version, else this server."""
+	clock.keep_running()  # students may be the site's only traffic: the app's clock must not stop
 	return _resolve([path])[path]
 
 
@@ -90,6 +92,7 @@ def get_content_urls(paths: str | list[str]) -> dict[str, str]:
 		frappe.throw(
 			_("At most {0} paths per call, got {1}").format(MAX_BATCH, len(paths)), InvalidContentPath
 		)
+	clock.keep_running()
 	return _resolve(paths)
 
 
@@ -227,6 +230,26 @@ def failed_probes(filters: str | dict | None = None) -> dict:
 	"""Number card: failed CDN probes in the last hour."""
 	frappe.only_for("System Manager")
 	return failover.failed_probes_card()
+
+
+@frappe.whitelist()
+def scheduler_minutes_ago(filters: str | dict | None = None) -> dict:
+	"""Number card: minutes since the scheduler last ran the app's per-minute jobs (-1: never seen);
+	CDN Settings says why when that is stale."""
+	frappe.only_for("System Manager")
+	minutes = clock.status()["minutes_ago"]
+	return {
+		"value": -1 if minutes is None else minutes,
+		"fieldtype": "Int",
+		"route": ["Form", "CDN Settings"],
+	}
+
+
+@frappe.whitelist()
+def scheduler_status() -> dict:
+	"""For CDN Settings: when the scheduler last ran the app's jobs and, when stale, why."""
+	frappe.only_for("System Manager")
+	return clock.status()
 
 
 @frappe.whitelist()

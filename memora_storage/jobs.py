@@ -41,9 +41,11 @@ REQUEST_TTL = 120  # seconds: longer than a job waits in a healthy queue
 
 VERIFY = "verify-cdn"
 SCAN = "health-check"
+REVIVE = "revive-scheduler"
 ONCE = {
 	VERIFY: Kind("memora_storage.verification.verify"),
 	SCAN: Kind("memora_storage.scans.run"),
+	REVIVE: Kind("memora_storage.clock.revive", queue="short"),
 }
 
 

@@ -15,7 +15,17 @@ import frappe
 from frappe import _
 from frappe.utils import now_datetime
 
-from memora_storage import alerts, bucket, content_files, delivery_hash, failover, jobs, publishing, settings
+from memora_storage import (
+	alerts,
+	bucket,
+	clock,
+	content_files,
+	delivery_hash,
+	failover,
+	jobs,
+	publishing,
+	settings,
+)
 from memora_storage.utils import canonical
 from memora_storage.utils.s3 import CdnBucket, CdnError
 from memora_storage.utils.store import ContentStore
@@ -195,6 +205,7 @@ def dispatch(now: datetime.datetime | None = None) -> int:
 	drain while anything is due (a drain lost with its worker is asked for again), alert on newly
 	failed rows."""
 	now = now or now_datetime()
+	clock.beat()
 	content_files.free_stuck()
 	due = content_files.count_due(now)
 	alert_failures()

@@ -39,6 +39,7 @@ frappe.ui.form.on("CDN Settings", {
 				__("CDN")
 			);
 		}
+		show_scheduler(frm);
 		frm.add_custom_button(
 			__("Run Health Scan"),
 			() => frappe.call({ method: "memora_storage.api.run_health_check", args: { full: 0 } }),
@@ -54,6 +55,24 @@ frappe.ui.form.on("CDN Settings", {
 		);
 	},
 });
+
+// Failover, the disk guard and the upload safety net are the scheduler's per-minute jobs: say when
+// they last ran, and why when that was too long ago.
+function show_scheduler(frm) {
+	frappe.call({ method: "memora_storage.api.scheduler_status" }).then((r) => {
+		const status = r.message;
+		const when = status.last_ran
+			? __("{0} minute(s) ago", [status.minutes_ago])
+			: __("not since Redis last started");
+		const message = status.stale
+			? __("The scheduler last ran this app's jobs {0}: failover and uploads are not running, because {1}.", [
+					when,
+					status.reason,
+			  ])
+			: __("The scheduler last ran this app's jobs {0}.", [when]);
+		frm.dashboard.set_headline_alert(frappe.utils.escape_html(message), status.stale ? "red" : "green");
+	});
+}
 
 function test_connection(frm) {
 	if (frm.is_dirty()) {
