@@ -458,9 +458,23 @@ class TestDeskInBrowser(ContentTestCase):
 
 		chart = ".dashboard-widget-box:has(.widget-title:contains('Content Files by Sync Status'))"
 		self.wait(lambda: self.js(f'return $("{chart} svg.frappe-chart").length') == 1, "chart not drawn")
-		labels = self.js(f'return $("{chart} .legend-dataset-text, {chart} .chart-legend").text()')
-		for status in ("Synced", "Failed", "Pending", "Syncing"):
-			self.assertIn(status, labels)
+		# Each status in its colour, whatever the counts (Frappe colours slices by position): Synced green,
+		# Syncing blue, Failed red, Pending (Waiting for CDN while delivery is local, as in the list) orange.
+		legend = self.js(
+			f"""return $("{chart} .chart-legend > g").map((i, g) => [[
+				$(g).find(".legend-dataset-label").text(), $(g).find(".legend-dot").attr("fill"),
+				$(g).find(".legend-dataset-value").text()]]).get()"""
+		)
+		pending = "Waiting for CDN" if uploads.waiting() else "Pending"
+		self.assertEqual(
+			legend,
+			[
+				["Synced", "#29CD42", count(sync_status="Synced")],
+				["Syncing", "#2490EF", count(sync_status="Syncing")],
+				["Failed", "#E24C4C", count(sync_status="Failed")],
+				[pending, "#ECAD4B", count(sync_status="Pending")],
+			],
+		)
 		self.wait(  # the probes' quick list has its rows, or says it has none
 			lambda: not self.js("return $('.quick-list-widget-box .list-loading-state').length"),
 			"the CDN Probe quick list did not load",

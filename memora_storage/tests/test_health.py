@@ -13,12 +13,14 @@ import time
 from unittest.mock import patch
 
 import frappe
-from frappe.desk.doctype.dashboard_chart.dashboard_chart import get as get_chart
 from frappe.model.base_document import get_controller
 from frappe.utils import add_days, now_datetime
 from frappe.utils.background_jobs import get_job
 
 from memora_storage import api, content_files, jobs, publishing, reports, scans
+from memora_storage.memora_storage.dashboard_chart_source.content_files_by_sync_status import (
+	content_files_by_sync_status as sync_status_chart,
+)
 from memora_storage.tests.utils import ContentTestCase, set_cdn_settings, start_worker, stop
 from memora_storage.utils.paths import file_path, prev_path
 
@@ -447,8 +449,17 @@ class TestWorkspace(HealthTestCase):
 		self.assertEqual([row.document_type for row in workspace.quick_lists], ["CDN Probe"])
 		for row in workspace.number_cards:
 			self.assertTrue(frappe.db.exists("Number Card", row.number_card_name), row.number_card_name)
-		chart = get_chart(chart_name="Content Files by Sync Status", refresh=1)
-		self.assertIn("labels", chart)
+		chart = sync_status_chart.get(chart_name="Content Files by Sync Status")
+		# One slice per status in a fixed order: the chart's colours are by position.
+		self.assertEqual(len(chart["labels"]), len(sync_status_chart.STATUSES))
+		self.assertEqual(chart["labels"][:3], ["Synced", "Syncing", "Failed"])
+		self.assertEqual(
+			chart["datasets"][0]["values"],
+			[
+				frappe.db.count("Content File", {"sync_status": status})
+				for status in sync_status_chart.STATUSES
+			],
+		)
 		free = api.disk_free()
 		self.assertTrue(0 < free["value"] <= 100, free)
 		self.assertEqual(free["fieldtype"], "Percent")
