@@ -372,6 +372,13 @@ def count_due(now: datetime.datetime) -> int:
 	return frappe.db.count(DOCTYPE, {"sync_status": "Pending", "next_attempt_at": ["<=", now]})
 
 
+def pending_deletes() -> list[str]:
+	"""The paths whose delete on the CDN is due or waiting (the deletion brake counts them)."""
+	return frappe.get_all(
+		DOCTYPE, filters={"sync_status": "Pending", "sync_operation": "Delete"}, pluck="path"
+	)
+
+
 def count_waiting() -> int:
 	"""Rows due for the CDN, whether or not their time has come."""
 	return frappe.db.count(DOCTYPE, {"sync_status": "Pending"})

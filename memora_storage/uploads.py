@@ -17,6 +17,7 @@ from frappe.utils import now_datetime
 
 from memora_storage import (
 	alerts,
+	brake,
 	bucket,
 	clock,
 	content_files,
@@ -76,7 +77,7 @@ def run_pass(cdn: CdnBucket, now: datetime.datetime | None = None) -> dict[str, 
 	# A caller's `now` (a test's clock ahead of time) never hides rows written since, due at once.
 	due_at = max(now, now_datetime())
 	content_files.free_stuck()  # a dead drain's rows go with this pass, not a minute later
-	ready = _ready(content_files.due(due_at, PASS_LIMIT))
+	ready = brake.drain_rows(cdn, _ready(content_files.due(due_at, PASS_LIMIT)))
 	rows = content_files.claim(ready, due_at)
 	if not rows:
 		return counts
@@ -119,6 +120,7 @@ def _send(
 		)
 	}
 	deleted = cdn.delete_many([row.path for row in rows if row.sync_operation == "Delete"])
+	brake.deleted([path for path, error in deleted.items() if error is None])
 	bucket.remember_etag_behaviour(cdn)
 	outcomes, repaired = content_files.finish(
 		rows,

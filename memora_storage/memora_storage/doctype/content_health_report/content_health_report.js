@@ -14,6 +14,27 @@ frappe.ui.form.on("Content Health Report", {
 		) {
 			frm.add_custom_button(__("Delete Orphans"), () => delete_orphans(frm));
 		}
+		if (frm.doc.scope === "CDN Verification" && frm.doc.cdn_extra_count) {
+			frm.add_custom_button(__("Delete Extra Objects"), () =>
+				frappe.confirm(
+					__(
+						"Delete the {0} objects this report found on the CDN and not on this server? Above the deletion brake nothing is deleted: they are listed for you to confirm.",
+						[frm.doc.cdn_extra_count]
+					),
+					() => frm.call("delete_extra_objects")
+				)
+			);
+		}
+		if (frm.doc.scope === "Deletion Brake" && !frm.doc.deletion_confirmed) {
+			frm.add_custom_button(__("Confirm Deletion"), () =>
+				frappe.confirm(
+					__("Delete exactly the {0} CDN objects listed here? This cannot be undone.", [
+						frm.doc.cdn_extra_count,
+					]),
+					() => frm.call("confirm_deletion")
+				)
+			);
+		}
 	},
 });
 

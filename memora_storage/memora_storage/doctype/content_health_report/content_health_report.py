@@ -6,7 +6,7 @@ from frappe import _
 from frappe.model.document import Document
 from frappe.utils import add_days, now_datetime
 
-from memora_storage import jobs, progress, scans, verification
+from memora_storage import brake, jobs, progress, scans, verification
 
 
 class ContentHealthReport(Document):
@@ -22,10 +22,13 @@ class ContentHealthReport(Document):
 			ContentHealthIssue,
 		)
 
+		cdn_deleted_count: DF.Int
 		cdn_extra_count: DF.Int
 		cdn_mismatch_count: DF.Int
 		cdn_missing_count: DF.Int
 		checked_at: DF.Datetime | None
+		deletion_confirmed: DF.Check
+		deletion_source: DF.Literal["", "Drain", "Verification"]
 		details_file: DF.Attach | None
 		disk_free_percent: DF.Float
 		disk_status: DF.Literal["", "Healthy", "Low"]
@@ -100,6 +103,46 @@ class ContentHealthReport(Document):
 			)
 		self.notify_update()  # an open form reloads to show the new Orphans Deleted count
 		return counts
+
+	@frappe.whitelist()
+	def delete_extra_objects(self) -> bool:
+		"""Delete the objects this verification found on the CDN and not here, those still so now;
+		above the deletion brake nothing is deleted and a Deletion Brake report lists them."""
+		frappe.only_for("System Manager")
+		if self.scope != "CDN Verification":
+			frappe.throw(_("Only a CDN verification's report lists objects only on the CDN."))
+		return self._queue("run_delete_extra_objects")
+
+	@frappe.whitelist()
+	def confirm_deletion(self) -> bool:
+		"""An administrator confirms that exactly the CDN objects this Deletion Brake report lists go."""
+		frappe.only_for("System Manager")
+		if self.scope != brake.SCOPE or self.deletion_confirmed:
+			frappe.throw(_("Only an unconfirmed Deletion Brake report can be confirmed."))
+		return self._queue("run_confirm_deletion")
+
+	def run_delete_extra_objects(self) -> int:
+		with progress.Task(_("Delete Extra Objects"), user=frappe.session.user) as task:
+			count = brake.delete_extra(self)
+			task.done(
+				_("{0} objects deleted from the CDN.").format(count)
+				if count
+				else _("Nothing deleted: see the Deletion Brake report if one was written."),
+				doctype=self.doctype,
+				name=self.name,
+			)
+		return count
+
+	def run_confirm_deletion(self) -> int:
+		with progress.Task(_("Confirm Deletion"), user=frappe.session.user) as task:
+			count = brake.confirm(self)
+			task.done(
+				_("{0} CDN objects are deleted (or queued for deletion).").format(count),
+				doctype=self.doctype,
+				name=self.name,
+			)
+		self.notify_update()
+		return count
 
 	def _queue(self, method: str) -> bool:
 		"""Run `method` of this report on the long queue, once at a time per report."""
