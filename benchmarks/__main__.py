@@ -51,6 +51,7 @@ QUICK_ARGS = {
 	"bench_outage_drill": ["--plans", "3", "--rounds", "4"],
 	"bench_relink": ["--quick"],
 	"bench_failover": ["--quick"],
+	"bench_edge": ["--quick"],
 }
 TIMEOUT_S = 3600
 # What the scripts run by this Python import (the `benchmarks` extra of pyproject.toml and the app's

@@ -8,6 +8,7 @@ HTTP calls are rate-limited: a page that renders a thousand URLs with the Jinja 
 
 import functools
 import json
+import time
 from collections.abc import Callable
 
 import frappe
@@ -21,6 +22,7 @@ from memora_storage import (
 	content_files,
 	delivery_hash,
 	disk_guard,
+	edge,
 	failover,
 	jobs,
 	publishing,
@@ -172,20 +174,31 @@ def test_connection() -> dict:
 	"""Write, read back, list and delete a probe object in the bucket; each step with its result."""
 	frappe.only_for("System Manager")
 	result = bucket.test_connection()
-	return {
-		"ok": result.ok,
-		"message": result.message,
-		"steps": [
+	steps = [
+		{
+			"name": step.name,
+			"ok": step.ok,
+			"warning": step.warning,
+			"seconds": round(step.seconds, 3),
+			"message": step.message,
+		}
+		for step in result.steps
+	]
+	ok = result.ok
+	if result.ok and edge.purge_config():
+		started = time.monotonic()
+		purged, message = edge.check_purge()
+		steps.append(
 			{
-				"name": step.name,
-				"ok": step.ok,
-				"warning": step.warning,
-				"seconds": round(step.seconds, 3),
-				"message": step.message,
+				"name": "purge",
+				"ok": purged,
+				"warning": False,
+				"seconds": round(time.monotonic() - started, 3),
+				"message": message,
 			}
-			for step in result.steps
-		],
-	}
+		)
+		ok = purged
+	return {"ok": ok, "message": result.message, "steps": steps}
 
 
 @frappe.whitelist(methods=["POST"])

@@ -6,7 +6,9 @@ file not uploaded yet, a failed upload, a deleted file), followed by the version
 any number of paths is one HMGET, or none: each process keeps what it read until Redis reports a
 write to the hash (`utils/hash_mirror.py`). A path is marked local before its new bytes reach the
 disk, and goes back on the CDN only once the upload of exactly those bytes has been confirmed and
-committed (a compare-and-set on the version).
+committed (a compare-and-set on the version). Even then an edge or a browser may still keep the
+version it replaced: such a path is held, `c<sha>@<until>`, and served locally until that epoch
+second (`edge.py` decides how long; `HELD` lists the holds so their parents can follow when they end).
 
 The rows are the record (`content_files.py` writes both and rebuilds this from them when Redis has
 lost it); this module only stores and reads.
@@ -14,6 +16,7 @@ lost it); this module only stores and reads.
 
 import functools
 import json
+import time
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -29,26 +32,65 @@ FAILOVER_FIELD = ".failover"  # the probe's verdict (failover.py): {"down": bool
 READY_FIELD = ".ready"  # set once the hash holds every row's state
 ON_CDN = "c"
 LOCAL = "l"
+HOLD = "@"  # `c<sha>@<until>`: on the CDN, but served locally until the epoch second `until`
+HELD = "memora_storage:held"  # sorted set: held path → until
 
-# Compare-and-set: (path, marked, uploaded) goes on the CDN at `uploaded` only while the path is
-# still marked local at `marked`, the version its row recorded: a newer mark means a newer file.
+# Compare-and-set: (path, marked, uploaded, until) goes on the CDN at `uploaded` only while the path
+# is still marked local at `marked`, the version its row recorded: a newer mark means a newer file.
+# A non-empty `until` holds it (and lists it in KEYS[2]).
 _PROMOTE = """
 local promoted = 0
-for i = 1, #ARGV, 3 do
+for i = 1, #ARGV, 4 do
 	if redis.call('HGET', KEYS[1], ARGV[i]) == 'l' .. ARGV[i + 1] then
-		redis.call('HSET', KEYS[1], ARGV[i], 'c' .. ARGV[i + 2])
+		local value = 'c' .. ARGV[i + 2]
+		if ARGV[i + 3] ~= '' then
+			value = value .. '@' .. ARGV[i + 3]
+			redis.call('ZADD', KEYS[2], ARGV[i + 3], ARGV[i])
+		end
+		redis.call('HSET', KEYS[1], ARGV[i], value)
 		promoted = promoted + 1
 	end
 end
 return promoted
 """
 
+# A mark on the CDN at the version a path is held at keeps the hold: the edge may still keep the
+# version before it, whoever finds the path's bytes unchanged.
+_MARK = """
+for i = 1, #ARGV, 2 do
+	local current = redis.call('HGET', KEYS[1], ARGV[i])
+	if not (current and string.sub(ARGV[i + 1], 1, 1) == 'c'
+		and string.sub(current, 1, #ARGV[i + 1] + 1) == ARGV[i + 1] .. '@') then
+		redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+	end
+end
+"""
+
+# A hold that has ended: the value loses its `@until` (a deleted path's field goes), unless the
+# path was written again meanwhile.
+_RELEASE = """
+for i = 1, #ARGV, 2 do
+	local current = redis.call('HGET', KEYS[1], ARGV[i])
+	if current and string.sub(current, -#ARGV[i + 1] - 1) == '@' .. ARGV[i + 1] then
+		local value = string.sub(current, 1, #current - #ARGV[i + 1] - 1)
+		if value == 'c' then
+			redis.call('HDEL', KEYS[1], ARGV[i])
+		else
+			redis.call('HSET', KEYS[1], ARGV[i], value)
+		end
+	end
+	redis.call('ZREM', KEYS[2], ARGV[i])
+end
+"""
+
 
 class Delivery(NamedTuple):
-	"""A path's delivery as the hash holds it: on the CDN or not, and the version's SHA-256."""
+	"""A path's delivery as the hash holds it: on the CDN or not, and the version's SHA-256; a held
+	path is on the CDN only from `held_until` on (an epoch second)."""
 
 	on_cdn: bool
 	sha256: str | None
+	held_until: int | None = None
 
 
 class Snapshot(NamedTuple):
@@ -86,8 +128,15 @@ def state(on_cdn: bool, sha256: str | None) -> str:
 	return (ON_CDN if on_cdn else LOCAL) + (sha256 or "")
 
 
-def delivery_of(value: bytes | None) -> Delivery | None:
-	return None if value is None else Delivery(value[:1] == b"c", value[1:].decode() or None)
+def delivery_of(value: bytes | None, now: float | None = None) -> Delivery | None:
+	"""The delivery a stored value says now: a held path is local until its hold ends."""
+	if value is None:
+		return None
+	sha, _sep, until = value[1:].decode().partition(HOLD)
+	if not until:
+		return Delivery(value[:1] == b"c", sha or None)
+	held = int(until) > (time.time() if now is None else now)
+	return Delivery(value[:1] == b"c" and not held, sha or None, int(until))
 
 
 def read(paths: list[str]) -> Snapshot | None:
@@ -104,7 +153,8 @@ def read(paths: list[str]) -> Snapshot | None:
 def mark(states: dict[str, str]) -> None:
 	"""Record paths' delivery as given (from `state`); local marks take effect at once."""
 	if states:
-		redis.Redis.hset(_redis(), _key(), mapping=states)
+		args = [value for pair in states.items() for value in pair]
+		redis.Redis.eval(_redis(), _MARK, 1, _key(), *args)
 		_wrote()
 
 
@@ -113,16 +163,52 @@ def mark_local(path: str, sha256: str | None = None) -> None:
 	mark({path: state(False, sha256)})
 
 
-def promote(versions: dict[str, str], marked: dict[str, str] | None = None) -> int:
+def promote(
+	versions: dict[str, str], marked: dict[str, str] | None = None, held: dict[str, int] | None = None
+) -> int:
 	"""Serve these paths (path → SHA-256 uploaded) from the CDN, each only if it is still marked local
-	at the version uploaded, or at the one `marked` names (a row repaired to what its file holds)."""
+	at the version uploaded, or at the one `marked` names (a row repaired to what its file holds);
+	those in `held` only from that epoch second on."""
 	if not versions:
 		return 0
-	marked = marked or {}
-	args = [value for path, sha in versions.items() for value in (path, marked.get(path, sha), sha)]
-	promoted = int(redis.Redis.eval(_redis(), _PROMOTE, 1, _key(), *args))
+	marked, held = marked or {}, held or {}
+	args = [
+		value
+		for path, sha in versions.items()
+		for value in (path, marked.get(path, sha), sha, str(held[path]) if path in held else "")
+	]
+	promoted = int(redis.Redis.eval(_redis(), _PROMOTE, 2, _key(), _held_key(), *args))
 	_wrote()
 	return promoted
+
+
+def hold_deleted(held: dict[str, int]) -> None:
+	"""Deleted paths whose old bytes an edge may keep: local (a 404) until then, then no field."""
+	if held:
+		redis.Redis.hset(
+			_redis(), _key(), mapping={path: f"{ON_CDN}{HOLD}{until}" for path, until in held.items()}
+		)
+		redis.Redis.zadd(_redis(), _held_key(), held)
+		_wrote()
+
+
+def ended_holds(now: float | None = None) -> dict[str, int]:
+	"""Held paths whose hold has ended (path → until)."""
+	now = time.time() if now is None else now
+	ended = redis.Redis.zrangebyscore(_redis(), _held_key(), "-inf", now, withscores=True)
+	return {path.decode(): int(until) for path, until in ended}
+
+
+def release(ended: dict[str, int]) -> None:
+	"""Drop ended holds from the values (the URL decision already ignores them)."""
+	if ended:
+		args = [value for path, until in ended.items() for value in (path, str(until))]
+		redis.Redis.eval(_redis(), _RELEASE, 2, _key(), _held_key(), *args)
+		_wrote()
+
+
+def _held_key() -> bytes:
+	return frappe.cache.make_key(HELD)
 
 
 def forget(paths: Iterable[str]) -> None:

@@ -28,6 +28,7 @@ PROBE = "CDN Probe"
 HEALTHY = "Healthy"
 DOWN = settings.DOWN
 PROBE_SLOT = "memora_storage:probe-slot"  # held for one interval by the process that probes
+CANARY_PUT = "memora_storage:canary-put"  # CDN Base URLs the canary was uploaded for
 SLOT_SHARE = 0.9  # of the interval: a scheduler tick a little early still finds the slot free
 # The upload failures that say the bucket cannot be reached, as a failed probe of the edge does.
 CONNECTIVITY = (CdnErrorKind.UNREACHABLE, CdnErrorKind.TIMEOUT)
@@ -47,7 +48,13 @@ def tick() -> str | None:
 
 def probe(base: str) -> str:
 	"""Fetch the canary through the CDN Base URL `base` and record the outcome; an edge that answers
-	403/404 is given the canary once (a new bucket, a prefix changed) and asked again."""
+	403/404 is given the canary once (a new bucket, a prefix changed) and asked again.
+
+	The canary is uploaded before the first probe of a base: an edge that caches 404s must never
+	see one it would keep answering."""
+	key = frappe.cache.make_key(CANARY_PUT)
+	if not redis.Redis.hexists(frappe.cache, key, base) and _upload_canary():
+		redis.Redis.hset(frappe.cache, key, base, 1)
 	result = edge_probe.probe(base)
 	if not result.ok and result.missing and _upload_canary():
 		result = edge_probe.probe(base)

@@ -43,7 +43,7 @@ scheduler_events = {
 		# Seconds in the sixth field: queued at every scheduler tick (60 s unless scheduler_tick_interval in
 		# common_site_config.json is lower); the job itself keeps CDN Settings' probe interval.
 		"* * * * * */5": [
-			"memora_storage.failover.tick",
+			"memora_storage.uploads.tick",
 		],
 		"* * * * *": [
 			"memora_storage.publishing.retry_pending_writes",

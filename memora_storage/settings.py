@@ -28,6 +28,9 @@ MIN_PROBE_INTERVAL = 5
 DEFAULT_FAILOVER_AFTER = 2  # failed probes in a row
 DEFAULT_RECOVER_AFTER = 3  # healthy probes in a row
 CACHE_CONTROL_LISTING = "public, max-age=60"  # manifests and subject files: their URLs never change
+# With a CDN Purge: edges keep a day (a purge ends it), browsers revalidate each time, so an edited
+# file's URL is back on the CDN as soon as the purge is confirmed (edge.py).
+CACHE_CONTROL_LISTING_PURGED = "public, max-age=0, s-maxage=86400"
 CACHE_CONTROL_LEAF = "public, max-age=31536000, immutable"  # only under versioned URLs
 
 
@@ -49,6 +52,7 @@ def snapshot_values(source: dict | Document) -> dict:
 		"version_in_urls": bool(cint(source.get("version_in_urls"))),
 		"cache_control_listing": (source.get("cache_control_listing") or "").strip() or CACHE_CONTROL_LISTING,
 		"cache_control_leaf": (source.get("cache_control_leaf") or "").strip() or CACHE_CONTROL_LEAF,
+		"cdn_purge": source.get("cdn_purge") or "None",
 	}
 
 

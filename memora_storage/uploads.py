@@ -22,6 +22,7 @@ from memora_storage import (
 	clock,
 	content_files,
 	delivery_hash,
+	edge,
 	failover,
 	jobs,
 	publishing,
@@ -108,12 +109,13 @@ def _send(
 	also the first error that says the bucket could not be reached."""
 	uploader = Uploader(settings.content_store(), cdn)
 	uploads = [row.path for row in rows if row.sync_operation == "Upload"]
+	controls = cache_controls(uploads)
 	token = rows[0].sync_claim
 	sent = {
 		r.path: r
 		for r in uploader.upload_many(
 			uploads,
-			cache_control=cache_controls(uploads),
+			cache_control=controls,
 			look_first=may_be_stored,
 			heartbeat=lambda: content_files.renew(token),
 			heartbeat_every=content_files.RENEW_SECONDS,
@@ -138,10 +140,20 @@ def _send(
 		for row in rows
 		if outcomes[row.name] == "synced" and row.sync_operation == "Upload"
 	}
-	delivery_hash.promote(landed, marked=repaired)
-	delivery_hash.forget(
-		row.path for row in rows if outcomes[row.name] == "synced" and row.sync_operation == "Delete"
+	by_path = {row.path: row for row in rows}
+	held = edge.settle(
+		landed,
+		{path: by_path[path].synced_sha256 for path in landed},
+		{path: by_path[path].parent_path for path in landed},
+		controls,
 	)
+	delivery_hash.promote(landed, marked=repaired, held=held)
+	gone = {
+		row.path: row.synced_sha256
+		for row in rows
+		if outcomes[row.name] == "synced" and row.sync_operation == "Delete"
+	}
+	edge.settle_deleted(gone, settings.get_settings()["cache_control_listing"])
 	errors = [result.error for result in sent.values()] + list(deleted.values())
 	unreachable = next(
 		(e for e in errors if isinstance(e, CdnError) and e.kind in failover.CONNECTIVITY), None
@@ -181,9 +193,12 @@ def waiting() -> str | None:
 
 
 def _ready(due: list[frappe._dict]) -> list[frappe._dict]:
-	"""The due rows that may go now: children before the files that list them, and a deleted file
-	only once the file that listed it has reached the CDN without it."""
+	"""The due rows that may go now: children before the files that list them, a file listing a
+	held path once the hold ended (its links then point to the CDN, and the edge's copy of the file
+	is the version it gets again), and a deleted file only once the file that listed it has reached
+	the CDN without it."""
 	listing = {row.parent_path for row in due if row.parent_path and row.sync_operation == "Upload"}
+	listing |= edge.held_parents(row.path for row in due if row.sync_operation == "Upload")
 	in_flight = content_files.in_flight(
 		{row.parent_path for row in due if row.parent_path and row.sync_operation == "Delete"}
 	)
@@ -200,6 +215,29 @@ def _holds(store: ContentStore, path: str, sha256: str | None) -> bool:
 		return bool(sha256) and canonical.sha256(store.read(path)) == sha256
 	except OSError:
 		return False
+
+
+MAX_LEVELS = 16  # a manifest is a few levels up; a loop no render could make stops here
+
+
+def tick() -> None:
+	"""Every scheduler tick, one job (each job is a fork of the worker): the probe, then the holds."""
+	failover.tick()
+	release_holds()
+
+
+def release_holds() -> int:
+	"""Every scheduler tick: end the holds that are over, and render the files listing those paths
+	again, then theirs up to the manifests, so their links point to the CDN; returns files rendered."""
+	parents = edge.release()
+	rendered = 0
+	for _level in range(MAX_LEVELS):
+		if not parents:
+			break
+		rendered += publishing.write_parents(parents)
+		parents = sorted({up for path in parents if (up := content_files.references(path).parent_path)})
+	frappe.db.commit()
+	return rendered
 
 
 def dispatch(now: datetime.datetime | None = None) -> int:

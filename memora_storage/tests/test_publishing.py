@@ -219,7 +219,7 @@ class TestPublishing(PublishingTestCase):
 
 	def test_versioned_urls_name_each_version_and_leaves_are_cached_long(self):
 		plan, subjects, units = self.tree(subjects=1, units=2)
-		self.use(self.proxy.url, version_in_urls=1)
+		self.use(self.proxy.url, version_in_urls=1, cache_control_listing="public, max-age=60")
 		self.drain()
 		self.assertEqual(set(self.walk(plan).values()), {"cdn"})
 		unit_path = f"units/{units[1]}.json"

@@ -34,6 +34,12 @@ SETTINGS_DEFAULTS = {
 	"auto_failover": 0,
 	"version_in_urls": 0,
 	"cors_allowed_origins": "*",
+	# The tests' bucket is no caching edge: nothing is held after an upload (edge.py) unless a test is
+	# about the hold and sets a lifetime (test_edge_cache.py).
+	"cache_control_listing": "no-cache",
+	"cdn_purge": "None",
+	"purge_endpoint": "",
+	"purge_zone_id": "",
 }
 
 

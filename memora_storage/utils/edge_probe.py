@@ -77,6 +77,15 @@ def probe(cdn_base_url: str, timeout: float = DEFAULT_TIMEOUT) -> EdgeProbe:
 	return EdgeProbe(True, latency, status)
 
 
+def fetch(url: str, timeout: float = DEFAULT_TIMEOUT) -> bytes | None:
+	"""The body a plain GET of `url` answers with 200 (as a student's app sends it), else None."""
+	try:
+		response = _pool.request("GET", url, timeout=urllib3.Timeout(connect=timeout, read=timeout))
+	except urllib3.exceptions.HTTPError:
+		return None
+	return response.data if response.status == 200 else None
+
+
 def _ms(started: float) -> float:
 	return round((time.monotonic() - started) * 1000, 1)
 

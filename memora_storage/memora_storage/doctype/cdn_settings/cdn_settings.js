@@ -88,6 +88,7 @@ function test_connection(frm) {
 				list: __("List it"),
 				delete: __("Delete it"),
 				cors: __("Browsers may fetch it (CORS)"),
+				purge: __("A purge reaches the edge"),
 			};
 			const rows = r.message.steps
 				.map(

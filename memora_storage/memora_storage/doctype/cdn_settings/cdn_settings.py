@@ -27,6 +27,7 @@ class CDNSettings(Document):
 		cache_control_leaf: DF.Data | None
 		cache_control_listing: DF.Data | None
 		cdn_base_url: DF.Data | None
+		cdn_purge: DF.Literal["None", "HTTP PURGE (Varnish)", "CloudFront", "Cloudflare", "Fastly", "Bunny"]
 		cors_allowed_origins: DF.SmallText | None
 		current_base_url: DF.Data | None
 		delivery_status: DF.SmallText | None
@@ -42,6 +43,9 @@ class CDNSettings(Document):
 		min_free_disk_percent: DF.Float
 		probe_interval: DF.Int
 		probe_results: DF.HTML | None
+		purge_api_token: DF.Password | None
+		purge_endpoint: DF.Data | None
+		purge_zone_id: DF.Data | None
 		recover_after: DF.Int
 		regenerate_missing_files: DF.Check
 		region: DF.Data | None
@@ -65,7 +69,8 @@ class CDNSettings(Document):
 		self.set_onload("probes", failover.latest_probes())
 
 	def validate(self):
-		for fieldname in ("cdn_base_url", "local_domain", "endpoint_url"):
+		self.cache_control_listing = _listing_default(self)
+		for fieldname in ("cdn_base_url", "local_domain", "endpoint_url", "purge_endpoint"):
 			self.set(fieldname, (self.get(fieldname) or "").strip().rstrip("/"))
 			if self.get(fieldname):
 				validate_http_url(self.get(fieldname), self.meta.get_label(fieldname))
@@ -139,6 +144,17 @@ class CDNSettings(Document):
 			old = _links(before)
 			relink.remember_bases(more=[old.local_base_url, old.cdn_base_url.rstrip("/")])
 			after_commit.once("relink", jobs.request_relink)
+
+
+def _listing_default(doc: Document) -> str:
+	"""Choosing a purge turns the default Cache-Control of listing files into the purged one (edges
+	keep a day, browsers revalidate), and back; a value the administrator typed is kept."""
+	value = (doc.cache_control_listing or "").strip()
+	purged = (doc.cdn_purge or "None") != "None"
+	defaults = (settings.CACHE_CONTROL_LISTING, settings.CACHE_CONTROL_LISTING_PURGED)
+	if value in ("", *defaults):
+		return defaults[purged]
+	return value
 
 
 def _base_url(doc: Document) -> str:
