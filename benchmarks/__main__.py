@@ -51,6 +51,7 @@ QUICK_ARGS = {
 	"bench_outage_drill": ["--plans", "3", "--rounds", "4"],
 	"bench_relink": ["--quick"],
 	"bench_failover": ["--quick"],
+	"bench_save_cost": ["--quick"],
 	"bench_edge": ["--quick"],
 }
 TIMEOUT_S = 3600
