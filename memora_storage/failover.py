@@ -92,7 +92,7 @@ def record(
 	frappe.db.commit()  # what follows reads committed state, never an old snapshot of the caller's
 	frappe.db.sql("select name from `tabDocType` where name=%s for update", HEALTH)
 	values = settings.get_settings()
-	health = frappe.db.get_singles_dict(HEALTH, cast=True)
+	health = settings.health_record()
 	now = now_datetime()
 	frappe.get_doc(
 		{
@@ -188,7 +188,7 @@ def _announce(changed: str, before: dict, values: dict, error: str) -> None:
 
 def describe(values: dict) -> str:
 	"""Where URLs point now and who decided, for CDN Settings' read-only Delivery Now."""
-	health = frappe.db.get_singles_dict(HEALTH, cast=True)
+	health = settings.health_record()
 	failing = health.get("failed_probes") or 0
 	if not values["enable_cdn"]:
 		return _("This server: Enable CDN is off (administrator).")
@@ -202,12 +202,22 @@ def describe(values: dict) -> str:
 			values.get("failover_after"),
 			health.get("healthy_probes") or 0,
 		)
+	if failing and not values.get("auto_failover", True):
+		return _(
+			"CDN, failing since {0}: {1} failed probes in a row. Switch to Local Automatically is off, so URLs stay on the CDN."
+		).format(format_datetime(health.get("failing_since")), failing)
 	if failing:
 		return _("CDN, failing since {0}: {1} of {2} failed probes before switching to this server.").format(
 			format_datetime(health.get("failing_since")), failing, values.get("failover_after")
 		)
-	if health.get("last_probe_at"):
-		return _("CDN, healthy (last probe {0}).").format(format_datetime(health.get("last_probe_at")))
+	last = latest_probes(1)
+	if last and last[0].outcome != HEALTHY:
+		# A settings save restarts the count: the probe before it failed, none has failed since.
+		return _("CDN (the last probe, {0}, failed; the count restarted when the settings changed).").format(
+			format_datetime(last[0].probed_at)
+		)
+	if last:
+		return _("CDN, healthy (last probe {0}).").format(format_datetime(last[0].probed_at))
 	return _("CDN (not probed yet).")
 
 

@@ -8,6 +8,7 @@ so it can never overwrite what a save has just published: a worker whose transac
 the save must not pin the old values. The verdict is written by `failover.py`; it is read here.
 """
 
+import datetime
 import functools
 
 import frappe
@@ -27,7 +28,7 @@ DEFAULT_PROBE_INTERVAL = 60  # seconds: Frappe's scheduler ticks once a minute u
 MIN_PROBE_INTERVAL = 5
 DEFAULT_FAILOVER_AFTER = 2  # failed probes in a row
 DEFAULT_RECOVER_AFTER = 3  # healthy probes in a row
-CACHE_CONTROL_LISTING = "public, max-age=60"  # manifests and subject files: their URLs never change
+CACHE_CONTROL_LISTING = "public, max-age=60"  # manifests and subject files: linked by plain URLs
 # With a CDN Purge: edges keep a day (a purge ends it), browsers revalidate each time, so an edited
 # file's URL is back on the CDN as soon as the purge is confirmed (edge.py).
 CACHE_CONTROL_LISTING_PURGED = "public, max-age=0, s-maxage=86400"
@@ -75,9 +76,19 @@ def publish(values: dict) -> None:
 	delivery_hash.publish_settings(values)
 
 
+def health_record() -> dict:
+	"""The CDN Health single with its field types; a date never set is None (Frappe casts it to year 1,
+	which would read as a real date: "failing since 01-01-0001")."""
+	health = frappe.db.get_singles_dict(HEALTH, cast=True)
+	return {
+		key: None if isinstance(value, datetime.datetime) and value.year == 1 else value
+		for key, value in health.items()
+	}
+
+
 def stored_verdict() -> dict:
 	"""The probe's verdict as the database holds it: the copy every process reads lives in Redis."""
-	health = frappe.db.get_singles_dict(HEALTH, cast=True)
+	health = health_record()
 	return {"down": health.get("state") == DOWN, "since": str(health.get("changed_at") or "")}
 
 

@@ -162,7 +162,7 @@ def _send(
 
 
 def cache_controls(paths: list[str]) -> dict[str, str]:
-	"""Each file's Cache-Control: short for files listing others, whose URLs never change; long for
+	"""Each file's Cache-Control: short for files listing others, which apps reach by a plain URL; long for
 	the others only while their URLs carry their version (CDN Settings' Caching and CORS)."""
 	values = settings.get_settings()
 	if not (paths and values.get("version_in_urls")):
