@@ -85,12 +85,11 @@ end
 
 
 class Delivery(NamedTuple):
-	"""A path's delivery as the hash holds it: on the CDN or not, and the version's SHA-256; a held
-	path is on the CDN only from `held_until` on (an epoch second)."""
+	"""A path's delivery as the hash holds it now: on the CDN or not (a held path is not, until its
+	hold ends), and the version's SHA-256."""
 
 	on_cdn: bool
 	sha256: str | None
-	held_until: int | None = None
 
 
 class Snapshot(NamedTuple):
@@ -133,10 +132,8 @@ def delivery_of(value: bytes | None, now: float | None = None) -> Delivery | Non
 	if value is None:
 		return None
 	sha, _sep, until = value[1:].decode().partition(HOLD)
-	if not until:
-		return Delivery(value[:1] == b"c", sha or None)
-	held = int(until) > (time.time() if now is None else now)
-	return Delivery(value[:1] == b"c" and not held, sha or None, int(until))
+	held = bool(until) and int(until) > (time.time() if now is None else now)
+	return Delivery(value[:1] == b"c" and not held, sha or None)
 
 
 def read(paths: list[str]) -> Snapshot | None:

@@ -263,21 +263,19 @@ class TestHoldRecord(unittest.TestCase):
 		delivery_hash.release({self.path: 0})
 
 	def test_a_held_path_is_local_until_its_hold_ends(self):
-		held = delivery_hash.delivery_of(b"cabc@1000", now=999)
-		self.assertEqual(held, delivery_hash.Delivery(False, "abc", 1000))
-		self.assertTrue(delivery_hash.delivery_of(b"cabc@1000", now=1000).on_cdn)
 		self.assertEqual(
-			delivery_hash.delivery_of(b"c@1000", now=999), delivery_hash.Delivery(False, None, 1000)
+			delivery_hash.delivery_of(b"cabc@1000", now=999), delivery_hash.Delivery(False, "abc")
 		)
+		self.assertTrue(delivery_hash.delivery_of(b"cabc@1000", now=1000).on_cdn)
+		self.assertEqual(delivery_hash.delivery_of(b"c@1000", now=999), delivery_hash.Delivery(False, None))
+		self.assertEqual(delivery_hash.delivery_of(b"c@1000", now=1000), delivery_hash.Delivery(True, None))
 		self.assertEqual(delivery_hash.delivery_of(b"labc"), delivery_hash.Delivery(False, "abc"))
 
 	def test_promote_holds_a_mark_on_the_cdn_keeps_it_and_release_ends_it(self):
 		until = int(time.time()) + 600
 		delivery_hash.mark_local(self.path, "abc")
 		self.assertEqual(delivery_hash.promote({self.path: "abc"}, held={self.path: until}), 1)
-		self.assertEqual(
-			delivery_hash.read([self.path]).deliveries[0], delivery_hash.Delivery(False, "abc", until)
-		)
+		self.assertEqual(delivery_hash.read([self.path]).deliveries[0], delivery_hash.Delivery(False, "abc"))
 		delivery_hash.mark({self.path: delivery_hash.state(True, "abc")})  # same bytes rendered again
 		self.assertFalse(delivery_hash.read([self.path]).deliveries[0].on_cdn)
 		self.assertEqual(delivery_hash.ended_holds(now=until - 1), {})
