@@ -338,6 +338,7 @@ class Gunicorn:
 				return self
 			except OSError:
 				time.sleep(0.5)
+		self.__exit__()  # `with` calls it only once entered
 		raise RuntimeError("gunicorn did not answer within 120 s")
 
 	def __exit__(self, *exc) -> None:
