@@ -72,6 +72,7 @@ WORKSPACE = {
 		"Content Disk Free",
 		"CDN Uploads Waiting",
 		"CDN Probes Failed (Last Hour)",
+		"Minutes Since the Scheduler Ran",
 	],
 	"charts": ["Content Files by Sync Status"],
 	"quick lists": ["CDN Probe"],
@@ -91,9 +92,18 @@ CDN_SETTINGS_OFF = [
 			"CORS Allowed Origins",
 		],
 	),
+	("CDN Purge", ["CDN Purge"]),
 	(
 		"S3-Compatible Bucket",
-		["Endpoint URL", "Bucket", "Region", "Key Prefix", "Access Key ID", "Secret Access Key"],
+		[
+			"Endpoint URL",
+			"Bucket",
+			"Region",
+			"Key Prefix",
+			"Access Key ID",
+			"Secret Access Key",
+			"Deletion Brake (Objects)",
+		],
 	),
 	("Local Storage", ["Minimum Free Disk (%)"]),
 	("Health Checks", ["Regenerate Missing Files", "Hourly Scans From (Hour)", "Hourly Scans Until (Hour)"]),
@@ -440,7 +450,8 @@ class TestDeskInBrowser(ContentTestCase):
 		frappe.db.rollback()
 		self.open("memora-storage")
 		self.wait(
-			lambda: len(self.cards()) == 7 and "" not in self.cards().values(), "number cards not loaded"
+			lambda: len(self.cards()) == len(WORKSPACE["number cards"]) and "" not in self.cards().values(),
+			"number cards not loaded",
 		)
 		cards = self.cards()
 		self.assert_soon(lambda: {kind: self.widget_titles(kind) for kind in WORKSPACE}, WORKSPACE)
@@ -455,6 +466,7 @@ class TestDeskInBrowser(ContentTestCase):
 		self.assertEqual(cards["CDN Sync Failed"], "2")
 		self.assertEqual(cards["CDN Uploads Waiting"], str(api.uploads_waiting()["value"]))
 		self.assertEqual(cards["CDN Probes Failed (Last Hour)"], str(api.failed_probes()["value"]))
+		self.assertEqual(cards["Minutes Since the Scheduler Ran"], str(api.scheduler_minutes_ago()["value"]))
 
 		chart = ".dashboard-widget-box:has(.widget-title:contains('Content Files by Sync Status'))"
 		self.wait(lambda: self.js(f'return $("{chart} svg.frappe-chart").length') == 1, "chart not drawn")
@@ -713,14 +725,32 @@ class TestDeskInBrowser(ContentTestCase):
 		return self.js("return $(arguments[0]).filter(':visible').text()", selector)
 
 	def assert_intro(self, url: str, color: str) -> None:
-		"""The form's headline: where content URLs point now, blue while the CDN serves, else orange."""
+		"""The form's headlines: where content URLs point now, blue while the CDN serves, else orange;
+		then when the scheduler last ran the app's jobs, red when that is stale (a test site's
+		scheduler is off, so it says why) and green otherwise."""
 		headlines = lambda: [  # noqa: E731
-			(text.strip(), color in classes.split())
+			(text.strip(), next((c for c in ("blue", "orange", "red", "green") if c in classes.split()), ""))
 			for classes, text in self.js(
 				"return $('.form-message:visible').map((i, e) => [[e.className, e.innerText]]).get()"
 			)
 		]
-		self.assert_soon(headlines, [(f"Content URLs now point to: {url}", True)])  # once saved
+
+		def expected() -> list[tuple[str, str]]:
+			"""Read again at each look: the minutes since the last run may tick over meanwhile."""
+			clock = api.scheduler_status()
+			ran = (
+				f"The scheduler last ran this app's jobs {clock['minutes_ago']} minute(s) ago."
+				if clock["last_ran"]
+				else "The scheduler has not run this app's jobs since Redis last started."
+			)
+			if clock["stale"]:
+				ran += f" Failover and uploads are not running, because {clock['reason']}."
+			return [(f"Content URLs now point to: {url}", color), (ran, "red" if clock["stale"] else "green")]
+
+		deadline = time.monotonic() + 30  # once saved
+		while (shown := headlines()) != (wanted := expected()) and time.monotonic() < deadline:
+			time.sleep(0.25)
+		self.assertEqual(shown, wanted)
 
 	def assert_dialog(self, title: str | None = None, body: str | None = None, indicator: str | None = None):
 		shown = self.wait(

@@ -61,15 +61,12 @@ frappe.ui.form.on("CDN Settings", {
 function show_scheduler(frm) {
 	frappe.call({ method: "memora_storage.api.scheduler_status" }).then((r) => {
 		const status = r.message;
-		const when = status.last_ran
-			? __("{0} minute(s) ago", [status.minutes_ago])
-			: __("not since Redis last started");
-		const message = status.stale
-			? __("The scheduler last ran this app's jobs {0}: failover and uploads are not running, because {1}.", [
-					when,
-					status.reason,
-			  ])
-			: __("The scheduler last ran this app's jobs {0}.", [when]);
+		let message = status.last_ran
+			? __("The scheduler last ran this app's jobs {0} minute(s) ago.", [status.minutes_ago])
+			: __("The scheduler has not run this app's jobs since Redis last started.");
+		if (status.stale) {
+			message += " " + __("Failover and uploads are not running, because {0}.", [status.reason]);
+		}
 		frm.dashboard.set_headline_alert(frappe.utils.escape_html(message), status.stale ? "red" : "green");
 	});
 }
