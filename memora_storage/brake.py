@@ -28,6 +28,8 @@ SCOPE = "Deletion Brake"
 PROBLEM = "Held Deletion"
 DRAIN, VERIFICATION = "Drain", "Verification"
 CONFIRMED = "memora_storage:deletes_confirmed"  # paths whose drain delete an administrator confirmed
+COUNTED = "memora_storage:bucket_objects"
+COUNT_TTL_S = 3600
 
 
 def limit_for(count: int, cdn: CdnBucket) -> int | None:
@@ -39,8 +41,19 @@ def limit_for(count: int, cdn: CdnBucket) -> int | None:
 	elif count <= DEFAULT_LIMIT:
 		return None
 	else:
-		limit = max(DEFAULT_LIMIT, math.ceil(SHARE * sum(1 for _ in cdn.list())))
+		limit = max(DEFAULT_LIMIT, math.ceil(SHARE * _objects(cdn)))
 	return limit if count > limit else None
+
+
+def _objects(cdn: CdnBucket) -> int:
+	"""The bucket's objects under the key prefix, counted once an hour at most: a drain held by the
+	brake looks every minute, and a large bucket takes a while to list."""
+	name = f"{COUNTED}:{cdn.config.endpoint_host}/{cdn.config.bucket}/{cdn.config.key_prefix.strip('/')}"
+	if (cached := frappe.cache.get_value(name)) is not None:
+		return int(cached)
+	count = sum(1 for _ in cdn.list())
+	frappe.cache.set_value(name, count, expires_in_sec=COUNT_TTL_S)
+	return count
 
 
 def drain_rows(cdn: CdnBucket, rows: list[frappe._dict]) -> list[frappe._dict]:
