@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from source_tree import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -372,42 +373,6 @@ def test_curl_examples_call_guest_endpoints():
 
 
 # Dotted paths
-
-
-@functools.cache
-def module_tree(path: Path) -> ast.Module:
-	return ast.parse(path.read_text(encoding="utf-8"))
-
-
-def top_level(body: list[ast.stmt]) -> dict[str, ast.AST]:
-	names = {}
-	for node in body:
-		if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-			names[node.name] = node
-		elif isinstance(node, ast.Assign):
-			names |= {t.id: node for t in node.targets if isinstance(t, ast.Name)}
-		elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-			names[node.target.id] = node
-		elif isinstance(node, ast.Import | ast.ImportFrom):
-			names |= {(a.asname or a.name).split(".")[0]: node for a in node.names}
-	return names
-
-
-def resolve(dotted: str) -> ast.AST | None:
-	"""The module (ast.Module) or top-level definition a dotted path of this checkout names, or None."""
-	parts = dotted.split(".")
-	for end in range(len(parts), 0, -1):
-		base = ROOT.joinpath(*parts[:end])
-		for path in (base.with_suffix(".py"), base / "__init__.py"):
-			if path.is_file():
-				node = module_tree(path)
-				for name in parts[end:]:
-					body = getattr(node, "body", None)
-					node = top_level(body).get(name) if isinstance(body, list) else None
-					if node is None:
-						return None
-				return node
-	return None
 
 
 DOTTED = re.compile(r"(?<![\w-])memora_storage(?:\.[A-Za-z_]\w*)+")

@@ -6,10 +6,11 @@ files, dotted code paths and tests (`FILE::test_name`, `FILE::TestCase.test_name
 read with `ast`, never imported (the Frappe layer cannot be imported without a site).
 """
 
-import ast
 import functools
 import re
 from pathlib import Path
+
+from source_tree import find_test, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "requirements.md"
@@ -54,55 +55,6 @@ def sections() -> dict[str, str]:
 
 def spans() -> list[str]:
 	return SPAN.findall(page())
-
-
-@functools.cache
-def tree(path: Path) -> ast.Module:
-	return ast.parse(path.read_text(encoding="utf-8"))
-
-
-def members(body: list[ast.stmt]) -> dict[str, ast.AST]:
-	"""Functions, classes and assigned names defined directly in a module or class body."""
-	found = {}
-	for node in body:
-		if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-			found[node.name] = node
-		elif isinstance(node, ast.Assign):
-			found |= {target.id: node for target in node.targets if isinstance(target, ast.Name)}
-		elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-			found[node.target.id] = node
-	return found
-
-
-def resolve(dotted: str) -> ast.AST | None:
-	"""The module or definition a dotted path of this checkout names, or None."""
-	parts = dotted.split(".")
-	for end in range(len(parts), 0, -1):
-		base = ROOT.joinpath(*parts[:end])
-		for path in (base.with_suffix(".py"), base / "__init__.py"):
-			if path.is_file():
-				node: ast.AST | None = tree(path)
-				for name in parts[end:]:
-					body = getattr(node, "body", None)
-					node = members(body).get(name) if isinstance(body, list) else None
-					if node is None:
-						return None
-				return node
-	return None
-
-
-def find_test(path: Path, name: str) -> bool:
-	"""Whether `name` (`test_x`, or `TestCase.test_x`) is a test defined in the file at `path`."""
-	owner, _, test = name.rpartition(".")
-	body = tree(path).body
-	if owner:
-		case = members(body).get(owner)
-		if not isinstance(case, ast.ClassDef):
-			return False
-		body = case.body
-	return test.startswith("test_") and isinstance(
-		members(body).get(test), ast.FunctionDef | ast.AsyncFunctionDef
-	)
 
 
 def test_every_cited_id_is_a_heading_of_the_page():
