@@ -44,19 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import frappe
 
 from benchmarks.common import add_bench_arguments, bench_and_site, markdown_table, percentile, write_results
+from memora_storage.demo import ensure_content_doctypes
 
 SIZES = {500: (10, 50), 2000: (2, 1000), 10000: (10, 1000), 100000: (100, 1000)}
 EDIT_EVERY = 5
 GOAL_RATIO = 1.5
-# Plan, Subject and Unit as `memora_storage.demo` makes them where no content app provides them.
-CONTENT_DOCTYPES = {
-	"Plan": [],
-	"Subject": [{"fieldname": "plan", "label": "Plan", "fieldtype": "Link", "options": "Plan", "reqd": 1}],
-	"Unit": [
-		{"fieldname": "subject", "label": "Subject", "fieldtype": "Link", "options": "Subject", "reqd": 1},
-		{"fieldname": "body", "label": "Body", "fieldtype": "Long Text"},
-	],
-}
 WORDS = "force energy cell atom wave light sound heat motion matter orbit plant water river".split()
 CDN_SETTINGS = {
 	"enable_cdn": 1,
@@ -82,35 +74,6 @@ def connect(site: str) -> bool:
 	frappe.connect()
 	frappe.set_user("Administrator")
 	return "memora_storage" in frappe.get_installed_apps()
-
-
-def ensure_content_doctypes() -> None:
-	for doctype, extra_fields in CONTENT_DOCTYPES.items():
-		if frappe.db.exists("DocType", doctype):
-			continue
-		frappe.get_doc(
-			{
-				"doctype": "DocType",
-				"name": doctype,
-				"module": "Custom",
-				"custom": 1,
-				"autoname": "Prompt",
-				"title_field": "title",
-				"show_title_field_in_link": 1,
-				"fields": [
-					{
-						"fieldname": "title",
-						"label": "Title",
-						"fieldtype": "Data",
-						"reqd": 1,
-						"in_list_view": 1,
-					},
-					*extra_fields,
-				],
-				"permissions": [{"role": "System Manager", "read": 1, "write": 1, "create": 1, "delete": 1}],
-			}
-		).insert(ignore_permissions=True)
-	frappe.db.commit()
 
 
 def body(rng: random.Random, size: int) -> str:
@@ -259,7 +222,7 @@ def child(args: argparse.Namespace) -> None:
 	with_app = connect(args.site)
 	result: dict = {"site": args.site, "with_app": with_app}
 	if args.action == "setup":
-		ensure_content_doctypes()
+		ensure_content_doctypes(module="Custom")
 		if with_app:
 			result["cdn_before"] = set_cdn(CDN_SETTINGS)
 	elif args.action == "restore":

@@ -33,8 +33,9 @@ SAMPLE = {
 }
 
 
-def ensure_content_doctypes() -> list[str]:
-	"""Create minimal Plan, Subject and Unit DocTypes (named by the user, titled) if they are missing."""
+def ensure_content_doctypes(module: str = "Memora Storage") -> list[str]:
+	"""Create minimal Plan, Subject and Unit DocTypes (named by the user, titled) if they are missing;
+	`module` "Custom" on a site without this app (a benchmark's bare site)."""
 	created = []
 	for doctype, extra_fields in CONTENT_DOCTYPES.items():
 		if frappe.db.exists("DocType", doctype):
@@ -43,7 +44,7 @@ def ensure_content_doctypes() -> list[str]:
 			{
 				"doctype": "DocType",
 				"name": doctype,
-				"module": "Memora Storage",
+				"module": module,
 				"custom": 1,
 				"autoname": "Prompt",
 				"title_field": "title",
