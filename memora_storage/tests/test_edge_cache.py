@@ -46,16 +46,15 @@ class Watch:
 	first_cdn: dict = field(default_factory=dict)  # path → seconds after the change
 
 
-class EdgeTestCase(PublishingTestCase):
-	"""The CDN Base URL is a caching edge (set by the subclass) behind a fault proxy (the outage)."""
+class EdgeScenarios:
+	"""The scenarios, for a PublishingTestCase whose CDN Base URL is a caching edge (set by the test
+	case) behind a fault proxy (the outage). Not a TestCase itself: only the edges' cases run them."""
 
 	edge_class: type = Varnish
 	purge_provider = purge.NONE
 
 	@classmethod
 	def setUpClass(cls) -> None:
-		if cls is EdgeTestCase:
-			raise unittest.SkipTest("the scenarios run in the subclasses, one per edge")
 		super().setUpClass()
 		cls.worker, cls.scheduler = start_worker(), start_scheduler()
 		cls.addClassCleanup(stop, cls.worker)
@@ -230,7 +229,7 @@ class EdgeTestCase(PublishingTestCase):
 
 @unittest.skipUnless(S3_ENDPOINT, S3_SKIP_REASON)
 @unittest.skipUnless(find_varnishd(), VARNISH_MISSING)
-class TestVarnishPurge(EdgeTestCase):
+class TestVarnishPurge(EdgeScenarios, PublishingTestCase):
 	"""Varnish, purged with HTTP PURGE after each upload: edges keep copies long (s-maxage)."""
 
 	edge_class = Varnish
@@ -246,7 +245,7 @@ class TestVarnishPurge(EdgeTestCase):
 
 @unittest.skipUnless(S3_ENDPOINT, S3_SKIP_REASON)
 @unittest.skipUnless(find_nginx(), "nginx is not installed")
-class TestNginxHold(EdgeTestCase):
+class TestNginxHold(EdgeScenarios, PublishingTestCase):
 	"""nginx proxy_cache, which nothing purges: URLs stay local until the old copies expire."""
 
 	edge_class = NginxCache
