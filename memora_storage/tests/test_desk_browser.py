@@ -320,7 +320,8 @@ class TestDeskInBrowser(ContentTestCase):
 		self.wait(lambda: not self.js("return cur_frm.is_dirty()"), "the settings were not saved")
 		self.assert_intro("https://cdn.example.com", "blue")
 		self.assert_soon(self.sections, CDN_SETTINGS_ON)
-		self.assertEqual(frappe.db.get_single_value("CDN Settings", "bucket"), self.bucket)
+		frappe.db.rollback()  # see the browser's save, not this transaction's snapshot
+		self.assertEqual(frappe.db.get_single_value("CDN Settings", "bucket", cache=False), self.bucket)
 		# The base URL changed, so every file is re-linked by a job; CDN Settings hears of its end.
 		self.wait_realtime("msgprint", "files re-linked")
 		self.screenshot("desk-cdn-settings", whole=True)
@@ -725,9 +726,9 @@ class TestDeskInBrowser(ContentTestCase):
 		return self.js("return $(arguments[0]).filter(':visible').text()", selector)
 
 	def assert_intro(self, url: str, color: str) -> None:
-		"""The form's headlines: where content URLs point now, blue while the CDN serves, else orange;
-		then when the scheduler last ran the app's jobs, red when that is stale (a test site's
-		scheduler is off, so it says why) and green otherwise."""
+		"""The form's headline (Frappe has one block per form): where content URLs point now, blue while
+		the CDN serves, else orange; then when the scheduler last ran the app's jobs, the whole block red
+		when that is stale (a test site's scheduler is off, so it says why)."""
 		headlines = lambda: [  # noqa: E731
 			(text.strip(), next((c for c in ("blue", "orange", "red", "green") if c in classes.split()), ""))
 			for classes, text in self.js(
@@ -745,7 +746,7 @@ class TestDeskInBrowser(ContentTestCase):
 			)
 			if clock["stale"]:
 				ran += f" Failover and uploads are not running, because {clock['reason']}."
-			return [(f"Content URLs now point to: {url}", color), (ran, "red" if clock["stale"] else "green")]
+			return [(f"Content URLs now point to: {url}\n{ran}", "red" if clock["stale"] else color)]
 
 		deadline = time.monotonic() + 30  # once saved
 		while (shown := headlines()) != (wanted := expected()) and time.monotonic() < deadline:

@@ -9,10 +9,8 @@ frappe.ui.form.on("CDN Settings", {
 		// Blue only while URLs point to the CDN: Local Fallback Mode or the health probe's verdict
 		// (failover) send them to this server with Enable CDN still on.
 		const cdn_base = (frm.doc.cdn_base_url || "").replace(/\/+$/, "");
-		frm.set_intro(
-			__("Content URLs now point to: {0}", [frm.doc.current_base_url || "—"]),
-			frm.doc.enable_cdn && cdn_base && frm.doc.current_base_url === cdn_base ? "blue" : "orange"
-		);
+		const colour = frm.doc.enable_cdn && cdn_base && frm.doc.current_base_url === cdn_base ? "blue" : "orange";
+		frm.set_intro(__("Content URLs now point to: {0}", [frm.doc.current_base_url || "—"]), colour);
 		if (frm.doc.bucket) {
 			frm.add_custom_button(__("Test Connection"), () => test_connection(frm), __("CDN"));
 			frm.add_custom_button(__("Verify CDN Now"), () => verify_cdn(), __("CDN"));
@@ -39,7 +37,7 @@ frappe.ui.form.on("CDN Settings", {
 				__("CDN")
 			);
 		}
-		show_scheduler(frm);
+		show_scheduler(frm, colour);
 		frm.add_custom_button(
 			__("Run Health Scan"),
 			() => frappe.call({ method: "memora_storage.api.run_health_check", args: { full: 0 } }),
@@ -57,8 +55,9 @@ frappe.ui.form.on("CDN Settings", {
 });
 
 // Failover, the disk guard and the upload safety net are the scheduler's per-minute jobs: say when
-// they last ran, and why when that was too long ago.
-function show_scheduler(frm) {
+// they last ran, and why when that was too long ago. Frappe v15 has one headline block per form, in
+// one colour: this line joins the intro's, and turns the block red only when the jobs have stopped.
+function show_scheduler(frm, colour) {
 	frappe.call({ method: "memora_storage.api.scheduler_status" }).then((r) => {
 		const status = r.message;
 		let message = status.last_ran
@@ -67,7 +66,7 @@ function show_scheduler(frm) {
 		if (status.stale) {
 			message += " " + __("Failover and uploads are not running, because {0}.", [status.reason]);
 		}
-		frm.dashboard.set_headline_alert(frappe.utils.escape_html(message), status.stale ? "red" : "green");
+		frm.dashboard.set_headline_alert(frappe.utils.escape_html(message), status.stale ? "red" : colour);
 	});
 }
 
