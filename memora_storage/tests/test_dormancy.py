@@ -7,9 +7,6 @@ the content. Their walks become all local within the usual failover time, plus t
 request takes to notice the app's stale clock (`clock.CHECK_EVERY_S`).
 """
 
-import os
-import subprocess
-import sys
 import time
 import unittest
 
@@ -19,33 +16,11 @@ from frappe.utils.scheduler import schedule_jobs_based_on_activity
 
 from memora_storage import clock, failover
 from memora_storage.tests.student import PublishingTestCase
-from memora_storage.tests.utils import S3_ENDPOINT, S3_SKIP_REASON, start_worker, stop
+from memora_storage.tests.utils import S3_ENDPOINT, S3_SKIP_REASON, start_scheduler, start_worker, stop
 
 INTERVAL = 5  # seconds between probes (CDN Settings' minimum)
 RELINK_ALLOWANCE = 20  # seconds for a forked job to start and re-link a small tree, with margin
 REVIVE_ALLOWANCE = clock.CHECK_EVERY_S + 10  # a guest request notices, a worker runs `revive`
-
-# Frappe's scheduler loop (frappe.utils.scheduler.enqueue_events) for this app's jobs, with its
-# dormancy gate, at a tick of one second instead of scheduler_tick_interval's minute.
-_SCHEDULER = """
-import sys, time
-import frappe
-from frappe.utils.scheduler import schedule_jobs_based_on_activity
-site = sys.argv[1]
-while True:
-	frappe.init(site=site)
-	frappe.connect()
-	try:
-		if schedule_jobs_based_on_activity():
-			for job in frappe.get_all(
-				"Scheduled Job Type", filters={"stopped": 0, "method": ["like", "memora_storage.%"]}, fields="*"
-			):
-				frappe.get_doc(doctype="Scheduled Job Type", **job).enqueue()
-			frappe.db.commit()
-	finally:
-		frappe.destroy()
-	time.sleep(1)
-"""
 
 
 @unittest.skipUnless(S3_ENDPOINT, S3_SKIP_REASON)
@@ -98,13 +73,7 @@ class TestDormancy(PublishingTestCase):
 
 	def start(self) -> None:
 		worker = start_worker()
-		scheduler = subprocess.Popen(
-			[sys.executable, "-c", _SCHEDULER, frappe.local.site],
-			cwd=os.path.abspath(frappe.local.sites_path),
-			env={**os.environ, "FRAPPE_REDIS_QUEUE": frappe.conf.redis_queue},
-			stdout=subprocess.DEVNULL,
-			stderr=subprocess.DEVNULL,
-		)
+		scheduler = start_scheduler(tick=1.0, dormancy=True)
 		self.addCleanup(stop, worker)
 		self.addCleanup(stop, scheduler)
 

@@ -90,31 +90,35 @@ def start_worker() -> subprocess.Popen:
 
 
 # Frappe's scheduler loop (frappe.utils.scheduler.enqueue_events) for this app's Scheduled Job Types: their
-# own due check and enqueue, at a tick of seconds instead of scheduler_tick_interval's minute.
+# own due check and enqueue, at a tick of seconds instead of scheduler_tick_interval's minute; with
+# `dormancy`, only when Frappe's dormancy gate lets a tick through, as `bench schedule` does.
 _SCHEDULER = """
 import sys, time
 import frappe
-site, tick = sys.argv[1], float(sys.argv[2])
+from frappe.utils.scheduler import schedule_jobs_based_on_activity
+site, tick, dormancy = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "1"
 while True:
 	frappe.init(site=site)
 	frappe.connect()
 	try:
-		for job in frappe.get_all(
-			"Scheduled Job Type", filters={"stopped": 0, "method": ["like", "memora_storage.%"]}, fields="*"
-		):
-			frappe.get_doc(doctype="Scheduled Job Type", **job).enqueue()
-		frappe.db.commit()
+		if not dormancy or schedule_jobs_based_on_activity():
+			for job in frappe.get_all(
+				"Scheduled Job Type", filters={"stopped": 0, "method": ["like", "memora_storage.%"]}, fields="*"
+			):
+				frappe.get_doc(doctype="Scheduled Job Type", **job).enqueue()
+			frappe.db.commit()
 	finally:
 		frappe.destroy()
 	time.sleep(tick)
 """
 
 
-def start_scheduler(tick: float = 1.0) -> subprocess.Popen:
+def start_scheduler(tick: float = 1.0, dormancy: bool = False) -> subprocess.Popen:
 	"""A scheduler process queueing this app's scheduled jobs for this site every `tick` seconds, as
-	`bench schedule` does with scheduler_tick_interval set to it; the probe's cron has a seconds field."""
+	`bench schedule` does with scheduler_tick_interval set to it; the probe's cron has a seconds field.
+	`dormancy` keeps Frappe's gate for sites nobody logged in to (off: every tick runs the jobs)."""
 	return subprocess.Popen(
-		[sys.executable, "-c", _SCHEDULER, frappe.local.site, str(tick)],
+		[sys.executable, "-c", _SCHEDULER, frappe.local.site, str(tick), "1" if dormancy else "0"],
 		cwd=os.path.abspath(frappe.local.sites_path),
 		env={**os.environ, "FRAPPE_REDIS_QUEUE": frappe.conf.redis_queue},
 		stdout=subprocess.DEVNULL,
