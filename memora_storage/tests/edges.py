@@ -10,14 +10,13 @@ stopped by whoever started it.
 """
 
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from memora_storage.tests.nginx import HOST, _mime_types, _worker_user, find_nginx, free_port
+from memora_storage.tests.nginx import HOST, _mime_types, _worker_user, find_nginx, free_port, terminate
 
 VARNISH_MISSING = "varnishd is not installed (Debian: apt-get install varnish)"
 NGINX_MISSING = "nginx is not installed (Debian: apt-get install nginx)"
@@ -112,13 +111,7 @@ class _Edge:
 
 	def stop(self) -> None:
 		process, self._process = self._process, None
-		if process and process.poll() is None:
-			process.send_signal(signal.SIGTERM)
-			try:
-				process.wait(10)
-			except subprocess.TimeoutExpired:
-				process.kill()
-				process.wait()
+		terminate(process)
 		shutil.rmtree(self.prefix, ignore_errors=True)
 
 	def __enter__(self):

@@ -216,20 +216,25 @@ class Nginx:
 	def stop(self) -> None:
 		"""Fast shutdown (SIGTERM) of the master, which stops its workers."""
 		process, self._process = self._process, None
-		if not process or process.poll() is not None:
-			return
-		process.send_signal(signal.SIGTERM)
-		try:
-			process.wait(10)
-		except subprocess.TimeoutExpired:
-			process.kill()
-			process.wait()
+		terminate(process)
 
 	def __enter__(self) -> "Nginx":
 		return self.start()
 
 	def __exit__(self, *exc) -> None:
 		self.stop()
+
+
+def terminate(process: subprocess.Popen | None) -> None:
+	"""SIGTERM a server started here and wait for it; SIGKILL after 10 s."""
+	if not process or process.poll() is not None:
+		return
+	process.send_signal(signal.SIGTERM)
+	try:
+		process.wait(10)
+	except subprocess.TimeoutExpired:
+		process.kill()
+		process.wait()
 
 
 def bench_template() -> Path | None:
