@@ -317,6 +317,35 @@ MID_BATCH_KILLS = 15
 MAX_KILL_RUNS = 150
 
 
+def killed_writers(store: ContentStore, target, pause, seed: int) -> Iterator[int]:
+	"""Run `target(root, lock_dir, private_root, ready)` in a forked child and SIGKILL it `pause()`
+	seconds after it is ready, again and again (at most MAX_KILL_RUNS); yields each run's number once
+	the child is dead, for the caller to judge what it left."""
+	for run in range(1, MAX_KILL_RUNS + 1):
+		ready = CTX.Event()
+		child = CTX.Process(
+			target=target, args=(str(store.root), str(store.lock_dir), str(store.private_root), ready)
+		)
+		child.start()
+		try:
+			assert ready.wait(30), f"seed {seed} run {run}: the child never started"
+			time.sleep(pause())
+		finally:
+			os.kill(child.pid, signal.SIGKILL)
+			child.join(30)
+		assert child.exitcode == -signal.SIGKILL
+		yield run
+
+
+def clear_temps(store: ContentStore, where: str) -> list[str]:
+	"""The temp files a killed writer left, each named as one, removed so the next kill is judged alone."""
+	left = temps(store)
+	for name in left:
+		assert name.endswith(paths.TEMP_SUFFIX), f"{where}: unexpected {name!r}"
+		(store.private_root / paths.TEMP_DIR / name).unlink()
+	return left
+
+
 def _flip_forever(root: str, lock_dir: str, private: str, ready) -> None:
 	"""Re-link every file to local URLs, then back to the CDN, batch after batch, until killed."""
 	store = ContentStore(root, lock_dir, private_root=private)
@@ -335,32 +364,17 @@ def test_a_batch_writer_killed_with_sigkill_leaves_every_file_whole(tmp_path: Pa
 	seed = random.randrange(2**32)
 	rng = random.Random(seed)
 	mid_batch = runs = 0
-	while mid_batch < MID_BATCH_KILLS and runs < MAX_KILL_RUNS:
-		runs += 1
-		ready = CTX.Event()
-		child = CTX.Process(
-			target=_flip_forever, args=(str(store.root), str(store.lock_dir), str(store.private_root), ready)
-		)
-		child.start()
-		try:
-			assert ready.wait(30), f"seed {seed} run {runs}: the child never started"
-			time.sleep(rng.uniform(0.005, 0.15))
-		finally:
-			os.kill(child.pid, signal.SIGKILL)
-			child.join(30)
-		assert child.exitcode == -signal.SIGKILL
-
+	for runs in killed_writers(store, _flip_forever, lambda: rng.uniform(0.005, 0.15), seed):
 		after = {path: store.read(path) for path in files}
 		for path, data in after.items():
 			assert data in versions[path], f"seed {seed} run {runs}: {path} holds neither version"
 			backup = paths.prev_path(store.private_root, path).read_bytes()
 			assert backup == backups[path], f"seed {seed} run {runs}: {path}'s .prev changed"
-		left = temps(store)
 		mixed = len({LOCAL.encode() in data for data in after.values()}) > 1  # between first and last rename
-		mid_batch += mixed or bool(left)  # or with new bytes in temp files, not all renamed
-		for name in left:
-			assert name.endswith(paths.TEMP_SUFFIX), f"seed {seed} run {runs}: unexpected {name!r}"
-			(store.private_root / paths.TEMP_DIR / name).unlink()  # so the next kill is judged alone
+		# or with new bytes in temp files, not all renamed
+		mid_batch += mixed or bool(clear_temps(store, f"seed {seed} run {runs}"))
+		if mid_batch >= MID_BATCH_KILLS:
+			break
 
 	assert mid_batch >= MID_BATCH_KILLS, f"seed {seed}: only {mid_batch} of {runs} kills landed mid-batch"
 	# flock died with the child: the next batch is not blocked, and finishes the job.

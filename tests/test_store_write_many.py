@@ -3,21 +3,17 @@ it changes and leaves alone, one file's failure among others, and a writer kille
 moments of a batch."""
 
 import errno
-import multiprocessing
 import os
 import random
-import signal
 import time
 from pathlib import Path
 
 import pytest
-from test_store_batch import temps, writes_denied
+from test_store_batch import clear_temps, killed_writers, temps, writes_denied
 
 from memora_storage.utils import canonical, disk, paths
 from memora_storage.utils import store as store_module
 from memora_storage.utils.store import ContentStore, FileOperationError, WriteResult
-
-CTX = multiprocessing.get_context("fork")
 
 
 def unit_path(n: int) -> str:
@@ -160,7 +156,6 @@ def test_a_concurrent_write_waits_for_the_batch(tmp_path: Path) -> None:
 
 KILL_FILES = 300  # one batch of each edition, so a kill between its first rename and its last leaves a mix
 MID_BATCH_KILLS = 15
-MAX_KILL_RUNS = 150
 EDITIONS = ("a", "b")
 
 
@@ -185,21 +180,8 @@ def test_a_batch_writer_killed_with_sigkill_leaves_every_file_and_prev_whole(tmp
 	seed = random.randrange(2**32)
 	rng = random.Random(seed)
 	mid_batch = runs = 0
-	while mid_batch < MID_BATCH_KILLS and runs < MAX_KILL_RUNS:
-		runs += 1
-		ready = CTX.Event()
-		child = CTX.Process(
-			target=_save_forever, args=(str(store.root), str(store.lock_dir), str(store.private_root), ready)
-		)
-		child.start()
-		try:
-			assert ready.wait(30), f"seed {seed} run {runs}: the child never started"
-			time.sleep(rng.uniform(0.005, 2 * batch_s))  # a busy machine makes a batch slow: follow it
-		finally:
-			os.kill(child.pid, signal.SIGKILL)
-			child.join(30)
-		assert child.exitcode == -signal.SIGKILL
-
+	# A busy machine makes a batch slow: the kill follows the batch's own time.
+	for runs in killed_writers(store, _save_forever, lambda: rng.uniform(0.005, 2 * batch_s), seed):
 		after = {path: store.read(path) for path in versions}
 		for path, data in after.items():
 			assert data in versions[path], f"seed {seed} run {runs}: {path} holds neither version"
@@ -207,12 +189,10 @@ def test_a_batch_writer_killed_with_sigkill_leaves_every_file_and_prev_whole(tmp
 			backup = paths.prev_path(store.private_root, path).read_bytes()
 			assert backup in versions[path], f"seed {seed} run {runs}: {path}'s .prev is torn or missing"
 		assert sorted(os.listdir(store.root / "units")) == sorted(p.rpartition("/")[2] for p in versions)
-		left = temps(store)
 		mixed = len({b'"a"' in data for data in after.values()}) > 1  # between first and last rename
-		mid_batch += mixed or bool(left)
-		for name in left:
-			assert name.endswith(paths.TEMP_SUFFIX), f"seed {seed} run {runs}: unexpected {name!r}"
-			(store.private_root / paths.TEMP_DIR / name).unlink()  # so the next kill is judged alone
+		mid_batch += mixed or bool(clear_temps(store, f"seed {seed} run {runs}"))
+		if mid_batch >= MID_BATCH_KILLS:
+			break
 
 	assert mid_batch >= MID_BATCH_KILLS, f"seed {seed}: only {mid_batch} of {runs} kills landed mid-batch"
 	# flock died with the child: the next batch is not blocked, and finishes the job.
