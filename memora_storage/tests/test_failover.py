@@ -205,6 +205,7 @@ class TestFailover(PublishingTestCase):
 		plan, _subjects, _units = self.tree(subjects=1, units=2)
 		self.drain()
 		self.start()
+		self.align_with_probes(20)
 		walks, failed_after_detection, detected_at, down = 0, [], None, False
 		started = time.monotonic()
 		while time.monotonic() - started < 300:
@@ -233,6 +234,18 @@ class TestFailover(PublishingTestCase):
 		self.wait_walk(plan, "cdn", 4 * 20 + RELINK_ALLOWANCE + 30)  # settled: back by itself
 		self.assertEqual(len(self.notices(2)), 2)
 		self.assert_streaks(self.probes(), changes=2)
+
+	def align_with_probes(self, interval: int) -> None:
+		"""Wait until 12 s after a probe, so the first 30 s down phase holds the next two probes (about
+		0.9 × `interval` apart) with room on both sides. The probes run on the scheduler's clock, not
+		the test's: left to chance, a steady probe rhythm can keep every pair of failed probes from
+		sharing a down phase for the whole five minutes."""
+		seen = len(self.probes())
+		deadline = time.monotonic() + 3 * interval
+		while len(self.probes()) == seen:
+			self.assertLess(time.monotonic(), deadline, f"no probe within {3 * interval} s")
+			time.sleep(0.2)
+		time.sleep(12)
 
 	def assert_streaks(self, probes: list[frappe._dict], changes: int) -> None:
 		"""Replaying the probes through the thresholds gives exactly the changes CDN Health made."""
