@@ -237,7 +237,7 @@ class TestFailover(PublishingTestCase):
 
 	def align_with_probes(self, interval: int) -> None:
 		"""Wait until 12 s after a probe, so the first 30 s down phase holds the next two probes (about
-		0.9 × `interval` apart) with room on both sides. The probes run on the scheduler's clock, not
+		nine tenths of `interval` apart) with room on both sides. The probes run on the scheduler's clock, not
 		the test's: left to chance, a steady probe rhythm can keep every pair of failed probes from
 		sharing a down phase for the whole five minutes."""
 		seen = len(self.probes())
