@@ -29,7 +29,7 @@ class ContentType:
 	fields: published_fields.Fields = published_fields.DEFAULT_RULE
 	order_by: str = "creation asc, name asc"
 
-	@property
+	@functools.cached_property
 	def path_fields(self) -> list[str]:
 		return [name for _, name, _, _ in string.Formatter().parse(self.path) if name]
 

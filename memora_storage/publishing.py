@@ -8,6 +8,8 @@ row, and retried every minute by `retry_pending_writes` until it succeeds.
 """
 
 import enum
+import json
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -69,13 +71,8 @@ class RenderContext:
 				continue
 			meta = frappe.get_meta(child.doctype)
 			title_field = meta.title_field if meta.title_field and meta.has_field(meta.title_field) else None
-			fields = {"name", *child.path_fields, *([title_field] if title_field else [])}
-			rows = frappe.get_all(
-				child.doctype,
-				filters={child.parent_field: doc.name},
-				fields=sorted(fields),
-				order_by=child.order_by,
-			)
+			fields = sorted({"name", *child.path_fields, *([title_field] if title_field else [])})
+			rows = _listed_rows(child, meta, fields, doc.name)
 			# A child no file can carry is not listed.
 			entries = [(row, path) for row in rows if (path := existing_path(child, row))]
 			links = self.urls([path for _, path in entries])
@@ -84,6 +81,42 @@ class RenderContext:
 				for (row, _), url in zip(entries, links, strict=True)
 			]
 		return listed
+
+
+# Field types whose values MariaDB's JSON functions give back as Python's driver does: text or null.
+TEXT_TYPES = frozenset(
+	("Data", "Link", "Select", "Small Text", "Text", "Long Text", "Read Only", "Dynamic Link")
+)
+SORT_KEY = re.compile(r"`?\w+`?(?: (?:asc|desc))?", re.IGNORECASE)
+
+
+def _listed_rows(child: ContentType, meta, fields: list[str], parent: str) -> list[frappe._dict]:
+	"""A parent's children as rows of `fields`, in the content map's order.
+
+	A Subject listing a thousand Units is read as one JSON array built by MariaDB: PyMySQL decodes
+	a thousand rows in about 4 ms, json.loads one array in a third of that. Fields of other types
+	(dates, numbers) and an order the array cannot take go through `frappe.get_all` as before."""
+	order = child.order_by.strip()
+	texts = all(name == "name" or _field_type(meta, name) in TEXT_TYPES for name in fields)
+	if not (texts and all(SORT_KEY.fullmatch(part.strip()) for part in order.split(","))):
+		return frappe.get_all(
+			child.doctype, filters={child.parent_field: parent}, fields=fields, order_by=order
+		)
+	columns = ", ".join(f"`{name}`" for name in fields)
+	# group_concat_max_len caps JSON_ARRAYAGG (1 MB by default): lifted for this statement only.
+	result = frappe.db.sql(
+		f"""SET STATEMENT group_concat_max_len=4294967295 FOR
+		select json_arrayagg(json_array({columns}) order by {order}) from `tab{child.doctype}`
+		where `{child.parent_field}`=%s""",
+		(parent,),
+	)
+	values = json.loads(result[0][0]) if result and result[0][0] else []
+	return [frappe._dict(zip(fields, row, strict=True)) for row in values]
+
+
+def _field_type(meta, fieldname: str) -> str | None:
+	field = meta.get_field(fieldname)
+	return field.fieldtype if field else None
 
 
 def serialize(doc: Document, ctx: RenderContext) -> dict:

@@ -1,5 +1,6 @@
 """Doc events on a real site: saves write files after commit, deletes remove them, failures lose nothing."""
 
+import dataclasses
 import os
 import stat
 from unittest.mock import patch
@@ -237,3 +238,36 @@ class TestContentFlow(ContentTestCase):
 		frappe.db.set_value("Content File", {"name": ["in", list(names)]}, "parent_path", None)
 		fill_content_file_parents.execute()
 		self.assertEqual(parents(), expected)
+
+	def test_a_parent_lists_its_children_as_frappe_reads_them(self):
+		"""The listing read as one JSON array from MariaDB holds what `frappe.get_all` gives, in the
+		content map's order: titles with quotes, Arabic, emoji and none at all; an order or a field
+		the array cannot take goes through `frappe.get_all` itself."""
+		plan = self.make("Plan", f"plan-{self.tag}", commit=False)
+		subject = self.make("Subject", f"subject-{self.tag}", commit=False, plan=plan.name)
+		titles = ['say "hi" \\ there', "وحدة ١", "😀 </script>", None, "z", "a"]
+		for i, title in enumerate(titles):
+			unit = self.make("Unit", f"unit-{self.tag}-{i}", commit=False, subject=subject.name)
+			frappe.db.set_value("Unit", unit.name, "title", title, update_modified=False)
+		frappe.db.commit()
+		unit_type = content_map.get_content_map()["Unit"]
+		meta = frappe.get_meta("Unit")
+
+		def both(child: content_map.ContentType, fields: list[str]) -> tuple[list, list]:
+			listed = publishing._listed_rows(child, meta, fields, subject.name)
+			expected = frappe.get_all(
+				"Unit", filters={"subject": subject.name}, fields=fields, order_by=child.order_by
+			)
+			return [dict(row) for row in listed], [dict(row) for row in expected]
+
+		listed, expected = both(unit_type, ["name", "title"])
+		self.assertEqual(listed, expected)
+		self.assertEqual([row["title"] for row in listed], titles)  # creation order, titles as stored
+		by_title = dataclasses.replace(unit_type, order_by="title desc, name asc")
+		listed, expected = both(by_title, ["name", "title"])
+		self.assertEqual(listed, expected)
+		self.assertEqual(listed[0]["title"], "😀 </script>")
+		self.assertEqual(both(unit_type, ["creation", "name"])[0], both(unit_type, ["creation", "name"])[1])
+		odd_order = dataclasses.replace(unit_type, order_by="length(title) asc, name asc")
+		self.assertEqual(*both(odd_order, ["name", "title"]))
+		self.assertEqual(publishing._listed_rows(unit_type, meta, ["name", "title"], "no-such-subject"), [])
