@@ -117,3 +117,21 @@ def parent_path_of(content_type: ContentType, doc) -> str | None:
 		return path_of(parent_type, frappe._dict(values, name=parent_name))
 	except paths.InvalidPathError:
 		return None
+
+
+def index_parent_fields() -> list[str]:
+	"""Index each mapped DocType's parent field where no index starts with it: every save renders the
+	parent's listing by that field, and a Link field has no index of its own. After install and
+	migrate; returns the DocTypes indexed."""
+	indexed = []
+	for content_type in get_content_map().values():
+		doctype, field = content_type.doctype, content_type.parent_field
+		if not (field and frappe.db.table_exists(doctype) and frappe.db.has_column(doctype, field)):
+			continue
+		leading = frappe.db.sql(
+			f"show index from `tab{doctype}` where Column_name=%s and Seq_in_index=1", (field,)
+		)
+		if not leading:
+			frappe.db.add_index(doctype, [field])
+			indexed.append(doctype)
+	return indexed

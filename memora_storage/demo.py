@@ -10,7 +10,7 @@ import frappe
 
 from memora_storage import settings
 from memora_storage.api import get_content_url
-from memora_storage.content_map import get_content_map, path_of
+from memora_storage.content_map import get_content_map, index_parent_fields, path_of
 
 CONTENT_DOCTYPES = {
 	"Plan": [],
@@ -65,6 +65,8 @@ def ensure_content_doctypes(module: str = "Memora Storage") -> list[str]:
 			}
 		).insert(ignore_permissions=True)
 		created.append(doctype)
+	if module == "Memora Storage":  # as a migrate does on a site with this app
+		index_parent_fields()
 	frappe.db.commit()
 	return created
 

@@ -72,8 +72,12 @@ jinja = {"methods": ["memora_storage.api.get_content_url"]}
 
 # Where each path is served from lives in Redis (delivery_hash.py); `bench clear-cache` must not drop it.
 persistent_cache_keys = ["memora_storage:delivery*"]
-after_install = ["memora_storage.content_files.ensure_delivery_hash"]
+after_install = [
+	"memora_storage.content_files.ensure_delivery_hash",
+	"memora_storage.content_map.index_parent_fields",
+]
 after_migrate = [
+	"memora_storage.content_map.index_parent_fields",
 	"memora_storage.settings.republish",
 	"memora_storage.content_files.rebuild_delivery_hash",
 	"memora_storage.meta_changes.after_migrate",
