@@ -2,6 +2,7 @@
 fields it publishes. Other apps change it through the `memora_content_map` hook."""
 
 import functools
+import re
 import string
 from dataclasses import dataclass
 
@@ -10,6 +11,9 @@ from frappe.utils.caching import site_cache
 
 from memora_storage import published_fields
 from memora_storage.utils import paths
+
+DEFAULT_SERIALIZER = "memora_storage.publishing.serialize"
+SORT_KEY = re.compile(r"`?(\w+)`?(?: (?:asc|desc))?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -25,13 +29,19 @@ class ContentType:
 	parent_doctype: str | None = None
 	list_key: str | None = None
 	folder: str | None = None
-	serializer: str = "memora_storage.publishing.serialize"
+	serializer: str = DEFAULT_SERIALIZER
 	fields: published_fields.Fields = published_fields.DEFAULT_RULE
 	order_by: str = "creation asc, name asc"
 
 	@functools.cached_property
 	def path_fields(self) -> list[str]:
 		return [name for _, name, _, _ in string.Formatter().parse(self.path) if name]
+
+	@functools.cached_property
+	def sort_fields(self) -> list[str] | None:
+		"""The fields `order_by` sorts on; None for an order of more than plain fields and directions."""
+		keys = [SORT_KEY.fullmatch(part.strip()) for part in self.order_by.split(",")]
+		return [key.group(1) for key in keys] if all(keys) else None
 
 
 DEFAULT_CONTENT_MAP = {

@@ -9,7 +9,6 @@ row, and retried every minute by `retry_pending_writes` until it succeeds.
 
 import enum
 import json
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from memora_storage import (
 	urls,
 )
 from memora_storage.content_map import (
+	DEFAULT_SERIALIZER,
 	ContentType,
 	content_type_of,
 	existing_path,
@@ -87,7 +87,6 @@ class RenderContext:
 TEXT_TYPES = frozenset(
 	("Data", "Link", "Select", "Small Text", "Text", "Long Text", "Read Only", "Dynamic Link")
 )
-SORT_KEY = re.compile(r"`?\w+`?(?: (?:asc|desc))?", re.IGNORECASE)
 
 
 def _listed_rows(child: ContentType, meta, fields: list[str], parent: str) -> list[frappe._dict]:
@@ -98,7 +97,7 @@ def _listed_rows(child: ContentType, meta, fields: list[str], parent: str) -> li
 	(dates, numbers) and an order the array cannot take go through `frappe.get_all` as before."""
 	order = child.order_by.strip()
 	texts = all(name == "name" or _field_type(meta, name) in TEXT_TYPES for name in fields)
-	if not (texts and all(SORT_KEY.fullmatch(part.strip()) for part in order.split(","))):
+	if not (texts and child.sort_fields is not None):
 		return frappe.get_all(
 			child.doctype, filters={child.parent_field: parent}, fields=fields, order_by=order
 		)
@@ -212,13 +211,15 @@ def on_update(doc: Document, method: str | None = None) -> None:
 		return
 	pending = _pending()
 	pending.renders[(doc.doctype, doc.name)] = None
-	_queue_parent(pending, content_type, doc)
 	before = doc.get_doc_before_save()
+	if before is None or _entry_may_change(content_type, before, doc):
+		_queue_parent(pending, content_type, doc)
+		if before:
+			_queue_parent(pending, content_type, before)
 	if before:
 		old_path = existing_path(content_type, before)
 		if old_path and old_path != path_of(content_type, doc):
 			pending.removals[old_path] = False
-		_queue_parent(pending, content_type, before)
 
 
 def on_trash(doc: Document, method: str | None = None) -> None:
@@ -252,6 +253,26 @@ def after_rename(doc: Document, method: str | None, old: str, new: str, merge: b
 		if child.parent_doctype == doc.doctype and child.parent_field in child.path_fields:
 			for name in frappe.get_all(child.doctype, filters={child.parent_field: new}, pluck="name"):
 				pending.renders[(child.doctype, name)] = None
+
+
+def _entry_may_change(content_type: ContentType, before: Document, doc: Document) -> bool:
+	"""Whether the parent's file may list this document differently after this save.
+
+	The default serialiser lists a child's name, title and URL in the map's order. An edit that keeps
+	the parent, the path, the title and the sort fields changes none of them, but the URL when the
+	child's new version leaves the CDN, and `write_documents` renders the parents of those anyway.
+	So editing a Unit's body does not render a Subject of a thousand Units again. A parent with its
+	own serialiser may list anything: it is always rendered."""
+	parent_type = get_content_map().get(content_type.parent_doctype)
+	if not parent_type or parent_type.serializer != DEFAULT_SERIALIZER:
+		return True
+	if content_type.sort_fields is None:
+		return True
+	title_field = frappe.get_meta(doc.doctype).title_field
+	fields = {content_type.parent_field, title_field, *content_type.path_fields, *content_type.sort_fields}
+	# A save changes neither (a rename is `after_rename`); a form sends `creation` back as text.
+	fields -= {None, "name", "creation"}
+	return any(before.get(field) != doc.get(field) for field in fields)
 
 
 def _queue_parent(pending: _Pending, content_type: ContentType, doc) -> None:

@@ -97,3 +97,35 @@ class TestSaveBatching(ContentTestCase):
 		local = {entry["name"] for entry in listed if not entry["url"].startswith("https://cdn.example.com")}
 		self.assertEqual(local, set(units[:5]))
 		self.assert_recorded(paths)
+
+	def test_a_body_edit_renders_its_parent_only_when_the_listing_can_change(self):
+		"""A Subject lists each Unit's name, title and URL: a body edit of a Unit whose link stays where
+		it was leaves the Subject alone, however many Units it lists; a title edit renders it."""
+		plan, subject, units = self.import_tree()
+		frappe.db.commit()
+		subject_path = f"plans/{plan}/subjects/{subject}.json"
+		before = self.store.read(subject_path)
+
+		doc = frappe.get_doc("Unit", units[3])
+		doc.body = "a new body"
+		doc.save()
+		renders, _ = self.counted_commit()
+		self.assertEqual(set(renders), {("Unit", units[3])})
+		self.assertEqual(self.read_json(f"units/{units[3]}.json")["body"], "a new body")
+		self.assertEqual(self.store.read(subject_path), before)
+		self.assert_recorded([f"units/{units[3]}.json"])
+
+		doc = frappe.get_doc("Unit", units[3])
+		doc.title = "A new title"
+		doc.save()
+		renders, _ = self.counted_commit()
+		self.assertEqual(set(renders), {("Unit", units[3]), ("Subject", subject)})
+		listed = {entry["name"]: entry["title"] for entry in self.read_json(subject_path)["units"]}
+		self.assertEqual(listed[units[3]], "A new title")
+
+		doc = frappe.get_doc("Unit", units[4])  # a form sends every value back as text
+		doc.update(frappe.parse_json(frappe.as_json(doc.as_dict())))
+		doc.body = "edited in a form"
+		doc.save()
+		renders, _ = self.counted_commit()
+		self.assertEqual(set(renders), {("Unit", units[4])})
