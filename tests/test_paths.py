@@ -2,6 +2,7 @@
 but unusual names (Arabic, spaces, '#', '?', '%') must work on disk and in URLs."""
 
 import os
+import random
 import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -274,3 +275,29 @@ def test_default_private_root(tmp_path: Path) -> None:
 	site = tmp_path / "sites" / "site1"
 	assert paths.default_private_root(paths.content_root(site)) == site / "private" / "memora_content"
 	assert paths.default_private_root(tmp_path / "content") == tmp_path / "content.private"
+
+
+def test_render_path_fast_check_agrees_with_the_rules() -> None:
+	"""Plain names take a regex instead of the per-character rules: the same path, or the same refusal."""
+	rng = random.Random(7)
+	alphabet = "aZ٣_- .\x00/\\:é😀"
+	rules = ["plans/{plan}/subjects/{name}.json", "units/{name}.json", "{name}", "x/{name}{plan}"]
+	for _ in range(20000):
+		values = {
+			key: "".join(rng.choice(alphabet) for _ in range(rng.choice((0, 1, 3, 49, 50, 51, 120))))
+			for key in ("plan", "name")
+		}
+		if rng.random() < 0.2:
+			values["name"] += rng.choice((".prev", ".tmp", "..", ".json"))
+		rule = rng.choice(rules)
+		try:
+			expected = paths.validate_relpath(
+				rule.format(**{key: paths.validate_segment(value) for key, value in values.items()})
+			)
+		except paths.InvalidPathError:
+			expected = None
+		try:
+			got = paths.render_path(rule, values)
+		except paths.InvalidPathError:
+			got = None
+		assert got == expected, (rule, values)

@@ -26,17 +26,15 @@ import errno
 import json
 import os
 import random
-import re
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from memora_storage.utils.paths import (
-	PREV_SUFFIX,
-	TEMP_SUFFIX,
 	InvalidPathError,
 	is_content_file,
+	is_plain_path,
 	validate_relpath,
 )
 
@@ -50,11 +48,6 @@ DEFAULT_MIN_ORPHAN_AGE = 60.0
 # O_NOFOLLOW: a planted symlink is reported, never followed. O_NONBLOCK: a FIFO cannot hang the scan.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _MAX_REASON = 200
-# A strict subset of what paths.validate_relpath accepts, checked in one regex call (5x faster, and the
-# rules' per-character loop is most of a 100k-record scan's CPU): parts of word characters, spaces, dots
-# and dashes, not starting with a dot or space, at most 50 characters (200 UTF-8 bytes) each, at most 15
-# parts (765 characters), well inside the rules' limits. Any other path goes through the full rules.
-_PLAIN_PATH = re.compile(r"(?:[\w-][\w .-]{0,49}/){0,14}[\w-][\w .-]{0,49}")
 
 Renderer = Callable[[], bytes]
 
@@ -160,8 +153,14 @@ def full_scan(
 	record_tz: datetime.tzinfo | None = None,
 	mtime_slack: float = DEFAULT_MTIME_SLACK,
 	min_orphan_age: float = DEFAULT_MIN_ORPHAN_AGE,
+	read_files: bool = True,
 ) -> HealthReport:
 	"""Judge every record and every content file under `root`.
+
+	With `read_files`, each expected file is read: invalid JSON and a file that differs from its
+	record's `content` are found too. Without, each is judged by its metadata alone (missing, not a
+	regular file, empty, older than its record), which costs about what listing the names does: a
+	nightly scan of 100,000 files stays within twice a bare `find | sort` plus one query.
 
 	The disk is walked before `expected` is consumed, so a lazy query runs after the walk: a record and
 	file created meanwhile are simply not seen, and a file deleted meanwhile is re-checked, not reported.
@@ -170,10 +169,11 @@ def full_scan(
 	"""
 	scanner = _Scanner(root, "full", record_tz, mtime_slack)
 	on_disk = set(scanner.walk(""))
+	check = scanner.check if read_files else scanner.check_metadata
 	for record in expected:
 		path, modified = scanner.accept(record)
 		if path is not None:
-			scanner.check(record, modified)
+			check(record, modified)
 			on_disk.discard(path)
 	return scanner.finish(on_disk, min_orphan_age)
 
@@ -334,9 +334,36 @@ class _Scanner:
 				return
 			if data != fresh:
 				report.stale.append(_finding(record, "differs from a fresh render"))
-		elif modified is not None and info.st_mtime < modified - self.mtime_slack:
-			behind = modified - info.st_mtime
-			report.stale.append(_finding(record, f"file is {behind:.0f} s older than its record"))
+		else:
+			self.check_age(record, info.st_mtime, modified)
+
+	def check_metadata(self, record: ExpectedFile, modified: float | None) -> None:
+		"""Judge one record's file by lstat(2) alone: missing, not a regular file, empty, or stale by mtime."""
+		report = self.report
+		report.checked += 1
+		try:
+			info = os.lstat(f"{self.root}/{record.path}")
+		except (FileNotFoundError, NotADirectoryError):
+			report.missing.append(_finding(record, "no file"))
+			return
+		except OSError as e:
+			report.invalid.append(_finding(record, _open_failure(e)))
+			return
+		if not stat.S_ISREG(info.st_mode):
+			reason = (
+				"a symbolic link, not a regular file" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+			)
+			report.invalid.append(_finding(record, reason))
+		elif not info.st_size:
+			report.invalid.append(_finding(record, "empty file"))
+		else:
+			self.check_age(record, info.st_mtime, modified)
+
+	def check_age(self, record: ExpectedFile, mtime: float, modified: float | None) -> None:
+		"""Stale: the file was last written before its record last changed (beyond the clock slack)."""
+		if modified is not None and mtime < modified - self.mtime_slack:
+			behind = modified - mtime
+			self.report.stale.append(_finding(record, f"file is {behind:.0f} s older than its record"))
 
 	def finish(self, candidates: Iterable[str], min_orphan_age: float) -> HealthReport:
 		"""Confirm orphan candidates (still there, old enough), sort the findings, stop the clock."""
@@ -377,11 +404,7 @@ def _is_valid_path(path: str) -> bool:
 
 
 def _valid_path(path: str) -> str:
-	if (
-		isinstance(path, str)
-		and _PLAIN_PATH.fullmatch(path)
-		and not path.endswith((PREV_SUFFIX, TEMP_SUFFIX))
-	):
+	if isinstance(path, str) and is_plain_path(path):
 		return path
 	return validate_relpath(path)
 
