@@ -202,10 +202,11 @@ def test_connection() -> dict:
 
 
 @frappe.whitelist(methods=["POST"])
-def run_health_check(full: bool = False) -> bool:
-	"""Queue a health scan now; a full one compares every file with a fresh render. False if one is running."""
+def run_health_check(full: bool = False, deep: bool = False) -> bool:
+	"""Queue a health scan now: a full one judges every file, a deep one also compares each with a
+	fresh render. False if one is running."""
 	frappe.only_for("System Manager")
-	queued = scans.enqueue(full=full, scope="Manual")
+	queued = scans.enqueue(full=full, deep=deep, scope="Manual")
 	if queued:
 		frappe.msgprint(
 			_("The health scan has started; its report will appear in Content Health Report."), alert=True

@@ -8,7 +8,6 @@ row, and retried every minute by `retry_pending_writes` until it succeeds.
 """
 
 import enum
-import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from memora_storage import (
 	content_files,
 	delivery_hash,
 	jobs,
+	json_rows,
 	progress,
 	published_fields,
 	settings,
@@ -101,16 +101,8 @@ def _listed_rows(child: ContentType, meta, fields: list[str], parent: str) -> li
 		return frappe.get_all(
 			child.doctype, filters={child.parent_field: parent}, fields=fields, order_by=order
 		)
-	columns = ", ".join(f"`{name}`" for name in fields)
-	# group_concat_max_len caps JSON_ARRAYAGG (1 MB by default): lifted for this statement only.
-	result = frappe.db.sql(
-		f"""SET STATEMENT group_concat_max_len=4294967295 FOR
-		select json_arrayagg(json_array({columns}) order by {order}) from `tab{child.doctype}`
-		where `{child.parent_field}`=%s""",
-		(parent,),
-	)
-	values = json.loads(result[0][0]) if result and result[0][0] else []
-	return [frappe._dict(zip(fields, row, strict=True)) for row in values]
+	listed = json_rows.rows(child.doctype, fields, child.parent_field, parent, order)
+	return [frappe._dict(zip(fields, row, strict=True)) for row in listed]
 
 
 def _field_type(meta, fieldname: str) -> str | None:

@@ -2,11 +2,14 @@
 of every content DocType, into a Content Health Report.
 
 What each scope judges, and how it decides that a file is stale:
-- Full (nightly, or `run_health_check(full=True)`): every record and every file under the content root.
-  Each file that exists is compared byte for byte with a fresh render of its document, so a stale link
-  (a URL base change whose re-link did not finish), a parent that misses a child, or a file edited by
-  hand are all found. Rendering costs about 0.7 ms per Unit and 2.5 ms per Subject listing 50 Units on
-  the test machine, so about 100 s per 100,000 records: affordable once a night on the long queue.
+- Full (nightly, or `run_health_check(full=True)`): every record and every file under the content root,
+  each file judged by its metadata: missing, not a regular file, empty, or older than its record. It
+  costs about what listing the names does (within twice `find | sort` plus one query at 100,000 files).
+- Deep (the Sunday night scan, or `run_health_check(deep=True)`): the full scan, and each file is read
+  and compared byte for byte with a fresh render of its document, so a file cut short or edited by
+  hand, a stale link (a URL base change whose re-link did not finish) or a parent that misses a child
+  are found too. Rendering costs about 0.7 ms per Unit, so about 100 s per 100,000 records: once a week
+  on the long queue. Its report says so (Contents Checked).
 - Hourly (business hours) and Manual: the records modified since the last scan, the paths of Content
   File rows changed since then (deletes included, so a file a delete left behind is found), every path
   waiting to be written, and a random sample of the rest; staleness is mtime against the record's
@@ -25,22 +28,26 @@ import frappe
 from frappe import _
 from frappe.utils import get_datetime, get_system_timezone, now_datetime
 
-from memora_storage import content_files, jobs, progress, publishing, reports, settings
-from memora_storage.content_map import path_of
+from memora_storage import content_files, jobs, json_rows, progress, publishing, reports, settings
+from memora_storage.content_map import ContentType, path_of
 from memora_storage.utils import disk, paths
 from memora_storage.utils.scan import ExpectedFile, full_scan, incremental_scan
 from memora_storage.utils.store import ContentStore, FileOperationError
 
 SCOPES = ("Hourly", "Full", "Manual")
+DEEP_WEEKDAY = 6  # Sunday: that night's full scan also reads every file and renders every record
 SAMPLE_SIZE = 200  # records judged at random by each incremental scan, besides the changed ones
 FULL_SCAN_TIMEOUT = 4 * 3600  # seconds; rendering 100,000 records takes about 100 s
 LOGGED_LIMIT = 200  # lines of one Error Log
 
 
-def enqueue(full: bool = False, scope: str | None = None) -> bool:
+def enqueue(full: bool = False, scope: str | None = None, deep: bool = False) -> bool:
 	"""Queue a scan on the long queue; False when one is already queued or running (two scans of a
-	site never run at once)."""
-	return jobs.enqueue_once(jobs.SCAN, timeout=FULL_SCAN_TIMEOUT if full else None, full=full, scope=scope)
+	site never run at once). A deep scan is a full one."""
+	full = full or deep
+	return jobs.enqueue_once(
+		jobs.SCAN, timeout=FULL_SCAN_TIMEOUT if full else None, full=full, deep=deep, scope=scope
+	)
 
 
 def hourly() -> None:
@@ -50,18 +57,19 @@ def hourly() -> None:
 
 
 def nightly() -> None:
-	"""Nightly (cron): queue the full scan on the long queue; never beside another scan."""
-	enqueue(full=True, scope="Full")
+	"""Nightly (cron): queue the full scan on the long queue, a deep one on Sundays; never beside
+	another scan."""
+	enqueue(full=True, deep=now_datetime().weekday() == DEEP_WEEKDAY, scope="Full")
 
 
-def run(full: bool = False, scope: str | None = None) -> str:
+def run(full: bool = False, scope: str | None = None, deep: bool = False) -> str:
 	"""Scan the content files into a Content Health Report and return its name. By hand:
 
-	bench --site SITE execute memora_storage.scans.run [--kwargs "{'full': True}"]
+	bench --site SITE execute memora_storage.scans.run [--kwargs "{'full': True}"] (or 'deep')
 	"""
 	scope = scope or "Manual"
 	try:
-		return scan(full=full, scope=scope).name
+		return scan(full=full or deep, scope=scope, deep=deep).name
 	except Exception as e:
 		frappe.db.rollback()
 		frappe.log_error(title=_("Memora Storage: {0} health scan failed").format(_(scope)))
@@ -78,7 +86,7 @@ def in_business_hours(now: datetime.datetime | None = None) -> bool:
 	return start <= hour <= end if start <= end else hour >= start or hour <= end  # a window past midnight
 
 
-def scan(full: bool = False, scope: str = "Manual") -> "frappe.Document":
+def scan(full: bool = False, scope: str = "Manual", deep: bool = False) -> "frappe.Document":
 	"""Scan, regenerate missing files if CDN Settings say so, and store a Content Health Report.
 
 	A Manual scan was asked for by the session's user: they see its progress and are told when it ends.
@@ -86,12 +94,12 @@ def scan(full: bool = False, scope: str = "Manual") -> "frappe.Document":
 	if scope not in SCOPES:
 		frappe.throw(_("Unknown health scan scope: {0}").format(scope))
 	with progress.Task(_("Health scan"), user=frappe.session.user if scope == "Manual" else None) as task:
-		saved = _run(full, scope, task)
+		saved = _run(full or deep, deep, scope, task)
 		task.report_done(saved)
 	return saved
 
 
-def _run(full: bool, scope: str, task: progress.Task) -> "frappe.Document":
+def _run(full: bool, deep: bool, scope: str, task: progress.Task) -> "frappe.Document":
 	started = now_datetime()
 	store = settings.content_store()
 	if full and (tidied := store.tidy()).errors:
@@ -102,14 +110,14 @@ def _run(full: bool, scope: str, task: progress.Task) -> "frappe.Document":
 	ctx = publishing.new_context()
 	expected = ExpectedRecords(
 		ctx,
-		render=full,
+		render=deep,
 		# one step more than the records: regenerating and saving come after
 		on_progress=lambda done, total: task.progress(
 			done, total + 1, _("Records read: {0} of {1}").format(done, total)
 		),
 	)
 	if since is None:
-		report = full_scan(store.root, expected, record_tz=record_tz)
+		report = full_scan(store.root, expected, record_tz=record_tz, read_files=deep)
 	else:
 		report = incremental_scan(
 			store.root,
@@ -159,6 +167,7 @@ def _run(full: bool, scope: str, task: progress.Task) -> "frappe.Document":
 		stale_count=counts["stale"],
 		invalid_count=counts["invalid"],
 		regenerated_count=regenerated_count,
+		contents_checked=int(deep),
 		disk_free_percent=status.free_percent,
 		disk_status="Low" if status.is_low(min_free) else "Healthy",
 	)
@@ -187,13 +196,12 @@ def _summary(counts: dict, regenerated: int, refused: int) -> str:
 
 
 class ExpectedRecords:
-	"""Every record of the content map as an ExpectedFile: one query per DocType, paths from the rules.
+	"""Every record of the content map as an ExpectedFile: paths from the rules, `modified` as stored.
 
-	Without renders the rows are streamed (an unbuffered cursor), so memory does not grow with the
-	records. With renders each record's file is rendered while the rows are read, which needs the
-	connection for its own queries, so the rows of one DocType are fetched first.
-	A record whose name cannot be a path (`path_of` refuses it) is listed in `refused` instead.
-	`on_progress(read, total)` hears of every record read (it must not query: the cursor may be open).
+	Rows are read in chunks of names (`json_rows.chunks`), so memory does not grow with the records,
+	and no query is open while a chunk is judged: with renders, each record's file is rendered (its own
+	queries) as it is read. A record whose name cannot be a path (`path_of` refuses it) is listed in
+	`refused` instead. `on_progress(read, total)` hears of every record read.
 	"""
 
 	def __init__(
@@ -214,42 +222,41 @@ class ExpectedRecords:
 		for doctype in doctypes:
 			content_type = self.ctx.content_map[doctype]
 			fields = list(dict.fromkeys(["name", "modified", *content_type.path_fields]))
-			for row in self._rows(doctype, fields):
+			for chunk in json_rows.chunks(doctype, fields):
+				for row in chunk:
+					values = dict(zip(fields, row, strict=True))
+					if expected := self._expected(content_type, values):
+						yield expected
 				if self.on_progress:
-					read += 1
+					read += len(chunk)
 					self.on_progress(read, total)
-				values = frappe._dict(zip(fields, row, strict=True))
-				try:
-					path = path_of(content_type, values)
-				except paths.InvalidPathError as e:
-					self.refused.append(
-						frappe._dict(
-							path=content_type.path.format(
-								**{key: values[key] or "" for key in fields[2:]}, name=values.name
-							),
-							doctype=doctype,
-							name=values.name,
-							reason=_("it has no content path: {0}").format(e),
-						)
-					)
-					continue
-				if path is None:
-					continue  # no place on disk until its parent is set
-				yield ExpectedFile(
-					path=path,
-					modified=values.modified,
-					content=self._renderer(doctype, values.name) if self.render else None,
-					reference_doctype=doctype,
-					reference_name=values.name,
-				)
 
-	def _rows(self, doctype: str, fields: list[str]) -> Iterator[tuple]:
-		query = frappe.qb.from_(doctype).select(*fields)
-		if self.render:
-			yield from query.run(as_list=True)
-			return
-		with frappe.db.unbuffered_cursor():
-			yield from query.run(as_list=True, as_iterator=True)
+	def _expected(self, content_type: ContentType, values: dict) -> ExpectedFile | None:
+		"""The record's file, or None: its name cannot be a path (refused), or it has none yet."""
+		name = values["name"]
+		try:
+			path = path_of(content_type, values)
+		except paths.InvalidPathError as e:
+			fields = {key: value or "" for key, value in values.items() if key not in ("name", "modified")}
+			self.refused.append(
+				frappe._dict(
+					path=content_type.path.format(**fields, name=name),
+					doctype=content_type.doctype,
+					name=name,
+					reason=_("it has no content path: {0}").format(e),
+				)
+			)
+			return None
+		if path is None:
+			return None  # no place on disk until its parent is set
+		modified = values["modified"]
+		return ExpectedFile(
+			path=path,
+			modified=datetime.datetime.fromisoformat(modified) if modified else None,
+			content=self._renderer(content_type.doctype, name) if self.render else None,
+			reference_doctype=content_type.doctype,
+			reference_name=name,
+		)
 
 	def _renderer(self, doctype: str, name: str):
 		return lambda: publishing.render(frappe.get_doc(doctype, name), self.ctx)

@@ -99,7 +99,7 @@ class TestHealthSchedule(HealthTestCase):
 		scans.hourly()
 		job = get_job(jobs.job_id(jobs.SCAN))
 		self.assertTrue(job.origin.endswith("long"), job.origin)
-		self.assertEqual(job.kwargs["kwargs"], {"full": False, "scope": "Hourly"})
+		self.assertEqual(job.kwargs["kwargs"], {"full": False, "deep": False, "scope": "Hourly"})
 		scans.nightly()  # a scan is queued: the full one is not queued beside it
 		self.assertEqual(get_job(jobs.job_id(jobs.SCAN)).kwargs["kwargs"]["scope"], "Hourly")
 		self.assertFalse(api.run_health_check(full=True))
@@ -111,7 +111,7 @@ def _drop_scan_job() -> None:
 
 
 class TestHealthScan(HealthTestCase):
-	def test_full_scan_reports_exactly_the_planted_faults(self):
+	def test_deep_scan_reports_exactly_the_planted_faults(self):
 		_subject, unit_paths = self.make_units(7)
 		missing, invalid, stale, pending = unit_paths[:2], unit_paths[2:4], unit_paths[4], unit_paths[5]
 		for path in missing:
@@ -135,8 +135,19 @@ class TestHealthScan(HealthTestCase):
 		frappe.db.commit()
 		set_cdn_settings()
 
-		report = frappe.get_doc(reports.DOCTYPE, scans.run(full=True))
+		full = frappe.get_doc(reports.DOCTYPE, scans.run(full=True))
+		report = frappe.get_doc(reports.DOCTYPE, scans.run(deep=True))
 
+		# The nightly full scan judges metadata: what is cut short or edited by hand (and newer than
+		# its record) waits for the deep scan, which reads every file and renders every record.
+		self.assertEqual((full.contents_checked, report.contents_checked), (0, 1))
+		self.assertEqual(
+			self.mine(full),
+			{
+				*(("Missing", path) for path in [*missing, pending]),
+				*(("Orphaned", path) for path in orphans),
+			},
+		)
 		self.assertEqual(report.scope, "Manual")
 		self.assertEqual(report.status, "Problems Found")
 		self.assertEqual(
@@ -171,8 +182,23 @@ class TestHealthScan(HealthTestCase):
 		for path in invalid:
 			self.assertIn(f"path: {path}", logged[0].error)
 		self.assertIn(f"document: Unit unit-{self.tag}-2", logged[0].error)
-		again = frappe.get_doc(reports.DOCTYPE, scans.run(full=True))
+		again = frappe.get_doc(reports.DOCTYPE, scans.run(deep=True))
 		self.assertFalse(frappe.db.exists("Error Log", {"reference_name": again.name}))
+
+	def test_the_sunday_night_scan_is_deep(self):
+		_drop_scan_job()
+		self.addCleanup(_drop_scan_job)
+		for day, deep in (
+			(datetime.datetime(2026, 12, 5, 1, 30), False),
+			(datetime.datetime(2026, 12, 6, 1, 30), True),
+		):
+			with patch("memora_storage.scans.now_datetime", return_value=day):
+				scans.nightly()
+			job = get_job(jobs.job_id(jobs.SCAN))
+			self.assertEqual(job.kwargs["kwargs"], {"full": True, "deep": deep, "scope": "Full"}, day)
+			job.delete()
+		self.assertTrue(api.run_health_check(deep=True))
+		self.assertEqual(get_job(jobs.job_id(jobs.SCAN)).kwargs["kwargs"]["deep"], True)
 
 	def test_incremental_scan_finds_what_changed_since_the_last_scan(self):
 		_subject, unit_paths = self.make_units(2)

@@ -27,6 +27,7 @@ class ContentHealthReport(Document):
 		cdn_mismatch_count: DF.Int
 		cdn_missing_count: DF.Int
 		checked_at: DF.Datetime | None
+		contents_checked: DF.Check
 		deletion_confirmed: DF.Check
 		deletion_source: DF.Literal["", "Drain", "Verification"]
 		details_file: DF.Attach | None

@@ -8,11 +8,12 @@ frappe.listview_settings["Content Health Report"] = {
 		return [__(doc.status), colors[doc.status] || "gray", `status,=,${doc.status}`];
 	},
 	onload(listview) {
-		listview.page.add_inner_button(__("Run Health Scan"), () => run_health_check(false), __("Scan"));
-		listview.page.add_inner_button(__("Run Full Health Scan"), () => run_health_check(true), __("Scan"));
+		listview.page.add_inner_button(__("Run Health Scan"), () => run_health_check(0, 0), __("Scan"));
+		listview.page.add_inner_button(__("Run Full Health Scan"), () => run_health_check(1, 0), __("Scan"));
+		listview.page.add_inner_button(__("Run Deep Health Scan"), () => run_health_check(1, 1), __("Scan"));
 	},
 };
 
-function run_health_check(full) {
-	frappe.call({ method: "memora_storage.api.run_health_check", args: { full: full ? 1 : 0 } });
+function run_health_check(full, deep) {
+	frappe.call({ method: "memora_storage.api.run_health_check", args: { full, deep } });
 }
