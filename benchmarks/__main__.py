@@ -41,6 +41,7 @@ ROOT = HERE.parent
 # Smaller sizes per script for --quick; a script not listed runs with its defaults.
 QUICK_ARGS = {
 	"bench_publish": ["--quick"],
+	"bench_import": ["--quick"],
 	"bench_site_resolver": ["--quick"],
 	"bench_write": ["--iterations", "50,50,5"],
 	"bench_resolver": ["--calls", "100000", "--repeat", "2"],
