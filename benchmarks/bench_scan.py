@@ -61,6 +61,7 @@ PATH_RULES = {
 	"Subject": "plans/{plan}/subjects/{name}.json",
 	"Unit": "units/{name}.json",
 }
+CHUNK = 10_000  # rows per query, as json_rows.chunks reads them
 FAULTS = 50  # of each kind: missing, orphaned, invalid, stale
 GOAL_RATIO = 2.0
 GOAL_SECONDS = 10.0
@@ -143,17 +144,29 @@ def load_tables(size: int, rows: list[tuple]) -> None:
 
 
 def expected_from_db(conn: pymysql.connections.Connection, size: int) -> Iterator[ExpectedFile]:
-	"""Records as the Frappe layer should feed them: streamed rows, paths formatted from the rules."""
-	with conn.cursor(pymysql.cursors.SSCursor) as cur:
-		for doctype, rule in PATH_RULES.items():
-			if doctype == "Subject":
-				cur.execute(f"SELECT name, plan, modified FROM `{db_table(doctype, size)}`")
-				for name, plan, modified in cur:
-					yield ExpectedFile(rule.format(name=name, plan=plan), modified, None, doctype, name)
-			else:
-				cur.execute(f"SELECT name, modified FROM `{db_table(doctype, size)}`")
-				for name, modified in cur:
-					yield ExpectedFile(rule.format(name=name), modified, None, doctype, name)
+	"""Records as the Frappe layer feeds them (`memora_storage.json_rows.chunks`, `scans.ExpectedRecords`):
+	chunks of 10,000 rows as JSON arrays built by MariaDB, paths formatted from the rules."""
+	for doctype, rule in PATH_RULES.items():
+		columns = ("name", "plan", "modified") if doctype == "Subject" else ("name", "modified")
+		fields = ", ".join(columns)
+		last = ""
+		while True:
+			with conn.cursor() as cur:
+				cur.execute(
+					f"""SET STATEMENT group_concat_max_len=4294967295 FOR
+					select json_arrayagg(json_array({fields}) order by name) from (select {fields}
+					from `{db_table(doctype, size)}` where name > %s order by name limit %s) chunk""",
+					(last, CHUNK),
+				)
+				data = cur.fetchone()[0]
+			chunk = json.loads(data) if data else []
+			for row in chunk:
+				values = dict(zip(columns, row, strict=True))
+				modified = datetime.datetime.fromisoformat(values["modified"])
+				yield ExpectedFile(rule.format(**values), modified, None, doctype, values["name"])
+			if len(chunk) < CHUNK:
+				break
+			last = chunk[-1][0]
 
 
 def time_query(size: int) -> float:

@@ -527,3 +527,21 @@ def test_incremental_scan_lists_the_folders_of_named_paths_without_records(
 	)
 	assert report.checked == 0
 	assert report.orphaned == [left_behind]
+
+
+def test_a_metadata_scan_closes_every_folder_it_opened(tree: Tree) -> None:
+	"""Folders stay open between records of one folder; none is left open, even when the records fail."""
+
+	def open_fds() -> int:
+		return len(os.listdir("/proc/self/fd"))
+
+	def failing():
+		yield from tree.records[:1500]
+		raise RuntimeError("the database went away")
+
+	before = open_fds()
+	assert scan(tree, read_files=False).ok
+	assert open_fds() == before
+	with pytest.raises(RuntimeError, match="went away"):
+		scan(tree, failing(), read_files=False)
+	assert open_fds() == before

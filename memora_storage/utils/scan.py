@@ -50,6 +50,7 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _MAX_REASON = 200
 
 Renderer = Callable[[], bytes]
+OPEN_FOLDERS = 64  # folder descriptors a metadata scan keeps open at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +171,14 @@ def full_scan(
 	scanner = _Scanner(root, "full", record_tz, mtime_slack)
 	on_disk = set(scanner.walk(""))
 	check = scanner.check if read_files else scanner.check_metadata
-	for record in expected:
-		path, modified = scanner.accept(record)
-		if path is not None:
-			check(record, modified)
-			on_disk.discard(path)
+	try:
+		for record in expected:
+			path, modified = scanner.accept(record)
+			if path is not None:
+				check(record, modified)
+				on_disk.discard(path)
+	finally:
+		scanner.close_folders()
 	return scanner.finish(on_disk, min_orphan_age)
 
 
@@ -253,6 +257,7 @@ class _Scanner:
 		self.mtime_slack = mtime_slack
 		self.started = time.time()
 		self.clock = time.perf_counter()
+		self.folders: dict[str, int] = {}
 		self.report = HealthReport(
 			root=self.root,
 			scope=scope,
@@ -341,8 +346,9 @@ class _Scanner:
 		"""Judge one record's file by lstat(2) alone: missing, not a regular file, empty, or stale by mtime."""
 		report = self.report
 		report.checked += 1
+		folder, _, name = record.path.rpartition("/")
 		try:
-			info = os.lstat(f"{self.root}/{record.path}")
+			info = os.lstat(name, dir_fd=self.folder(folder))
 		except (FileNotFoundError, NotADirectoryError):
 			report.missing.append(_finding(record, "no file"))
 			return
@@ -358,6 +364,25 @@ class _Scanner:
 			report.invalid.append(_finding(record, "empty file"))
 		else:
 			self.check_age(record, info.st_mtime, modified)
+
+	def folder(self, folder: str) -> int:
+		"""An open descriptor of a content folder, kept for the next records in it: lstat(2) of a name
+		in an open folder costs a fifth of resolving the whole path again (records come folder by
+		folder). FileNotFoundError if it is gone, as lstat of a path in it would raise."""
+		fd = self.folders.get(folder)
+		if fd is None:
+			if len(self.folders) >= OPEN_FOLDERS:
+				self.close_folders()
+			fd = os.open(
+				f"{self.root}/{folder}" if folder else self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+			)
+			self.folders[folder] = fd
+		return fd
+
+	def close_folders(self) -> None:
+		for fd in self.folders.values():
+			os.close(fd)
+		self.folders.clear()
 
 	def check_age(self, record: ExpectedFile, mtime: float, modified: float | None) -> None:
 		"""Stale: the file was last written before its record last changed (beyond the clock slack)."""
