@@ -236,6 +236,11 @@ class TreeSampler:
 			"job_median_mb": statistics.median(jobs) / MB if jobs else None,
 			"worker_peak_mb": max(workers) / MB if workers else None,
 			"worker_median_mb": statistics.median(workers) / MB if workers else None,
+			# [s, worker MB, job MB or None], thinned to about 100 points: does it climb or step?
+			"series": [
+				[round(t, 1), round(rss / MB, 1), None if child is None else round(child / MB, 1)]
+				for t, rss, child in self.samples[:: max(1, len(self.samples) // 100)]
+			],
 		}
 
 
@@ -494,15 +499,15 @@ class ImportRun(Run):
 			"anchors": anchors,
 		}
 
-	def profile_scan(self, n: int) -> dict:
-		"""One full scan in this process under cProfile: where its time goes."""
+	def profile_scan(self, n: int, deep: bool = False) -> dict:
+		"""One full (or deep) scan in this process under cProfile: where its time goes."""
 		from memora_storage import scans
 
 		wait_idle(self.site)
 		profiler = cProfile.Profile()
 		started = time.perf_counter()
 		profiler.enable()
-		name = scans.run(full=True, scope="Full")
+		name = scans.run(full=True, scope="Full", **({"deep": True} if deep else {}))
 		profiler.disable()
 		seconds = time.perf_counter() - started
 		self.reports.append(name)
@@ -510,7 +515,7 @@ class ImportRun(Run):
 		stats = pstats.Stats(profiler, stream=out)
 		stats.sort_stats("cumulative").print_stats(40)
 		stats.sort_stats("tottime").print_stats(25)
-		(self.workdir / f"scan-{n}.pstats.txt").write_text(out.getvalue())
+		(self.workdir / f"scan-{n}{'-deep' if deep else ''}.pstats.txt").write_text(out.getvalue())
 		top = [
 			{
 				"function": f"{Path(file).name}:{line}:{func}",
@@ -522,6 +527,7 @@ class ImportRun(Run):
 		]
 		return {
 			"files": shape(n)["files"],
+			"deep": deep,
 			"seconds": seconds,
 			"top_cumulative": sorted(top, key=lambda t: -t["cumtime"])[:30],
 			"top_self": sorted(top, key=lambda t: -t["tottime"])[:20],
@@ -625,9 +631,10 @@ def report(results: dict) -> str:
 			)
 		)
 	for size in results["sizes"]:
-		if prof := size.get("profile"):
+		for prof in filter(None, (size.get("profile"), size.get("profile_deep"))):
 			parts.append(
-				f"Full scan of {prof['files']:,} files in one process under cProfile: {prof['seconds']:.1f} s\n\n"
+				f"{'Deep' if prof.get('deep') else 'Full'} scan of {prof['files']:,} files in one process "
+				f"under cProfile: {prof['seconds']:.1f} s\n\n"
 				+ markdown_table(
 					["function (cumulative)", "calls", "cum s", "self s"],
 					[
@@ -728,7 +735,9 @@ def main() -> int:
 		"--poll", type=float, default=0.5, help="seconds between counts of Synced rows (default: %(default)s)"
 	)
 	parser.add_argument(
-		"--profile", action="store_true", help="also profile one full scan per size in-process (cProfile)"
+		"--profile",
+		action="store_true",
+		help="also profile one full scan per size in-process (cProfile), and one deep scan with --deep",
 	)
 	parser.add_argument(
 		"--deep",
@@ -787,6 +796,8 @@ def main() -> int:
 					log(f"N={n} deep scan: {size['deep']['duration_s']:.2f} s in the report")
 				if args.profile:
 					size["profile"] = run.profile_scan(n)
+					if args.deep:
+						size["profile_deep"] = run.profile_scan(n, deep=True)
 			run.quiesce()
 			log(f"N={n}: cleaning up")
 			cleanup(tag)
