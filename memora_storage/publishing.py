@@ -317,7 +317,7 @@ def apply(removals: dict[str, bool], renders: Iterable[tuple[str, str]]) -> bool
 	return failed
 
 
-BATCH_SIZE = 512  # files per `ContentStore.write_many` batch and per transaction of their rows
+BATCH_SIZE = 512  # files rendered before they are written together, and rows per transaction
 DEADLOCK_RETRIES = 3
 
 
@@ -327,28 +327,40 @@ def write_documents(
 	"""Write these documents' files, and again those of every file listing one that left the CDN.
 
 	Deepest level first (Units, then Subjects, then Plans): a parent is rendered once, after every
-	child of the call is written, however many of them changed. Each batch of a level is read with
-	one query per DocType, written with one sync (`ContentStore.write_many`) and recorded in one
-	transaction, where each file used to cost two fsyncs, a read and a commit.
+	child of the call, however many of them changed. The files are rendered into one batch (each
+	level read with one query per DocType) and written together once it holds BATCH_SIZE files or
+	everything is rendered: one sync for all their temp files (`ContentStore.write_many`), children
+	renamed before the files listing them, and one transaction for their rows. A Desk save of a Unit,
+	its Subject and the manifest costs one barrier, where each level used to cost its own.
 
 	A file whose new version is local only makes its parent link to it locally, and so up to the
 	manifest: whoever follows links from any file then reaches only versions that exist where the
-	link points. A settings save during the renders queues a relink, so the last settings win.
+	link points. Which files leave the CDN is told by the delivery hash before they are written (their
+	parents are then rendered), and by their rows once recorded (a parent the hash did not foresee is
+	rendered in another round). A settings save during the renders queues a relink, so the last
+	settings win.
 	"""
 	counts = {"written": 0, "failed": 0}
 	levels: dict[int, dict[tuple[str, str], None]] = {}
+
+	def queue(parents: Iterable[tuple[str, str]], below: int) -> None:
+		for parent in parents:
+			if (parent_depth := _depth(parent[0], ctx)) < below:  # not a loop of the content map
+				levels.setdefault(parent_depth, {})[parent] = None
+
 	for key in renders:
 		if key[0] in ctx.content_map:
 			levels.setdefault(_depth(key[0], ctx), {})[key] = None
-	parent_paths: dict[tuple[str, str | None], str | None] = {}
+	batch = _Batch()
 	while levels:
 		depth = max(levels)
 		keys = list(levels.pop(depth))
 		for start in range(0, len(keys), BATCH_SIZE):
-			batch = keys[start : start + BATCH_SIZE]
-			for parent in _write_batch(batch, ctx, store, counts, parent_paths):
-				if (parent_depth := _depth(parent[0], ctx)) < depth:  # not a loop of the content map
-					levels.setdefault(parent_depth, {})[parent] = None
+			queue(_render_into(batch, keys[start : start + BATCH_SIZE], ctx, counts), depth)
+			if len(batch.files) >= BATCH_SIZE:
+				queue(batch.write(store, ctx, counts), depth + 1)
+		if not levels and (batch.files or batch.failures):
+			queue(batch.write(store, ctx, counts), depth + 1)
 	if not ctx.is_current():
 		after_commit.once("relink", jobs.request_relink)
 	return counts
@@ -364,58 +376,88 @@ def _depth(doctype: str, ctx: RenderContext) -> int:
 	return depth
 
 
-def _write_batch(
-	keys: list[tuple[str, str]],
-	ctx: RenderContext,
-	store: ContentStore,
-	counts: dict[str, int],
-	parent_paths: dict[tuple[str, str | None], str | None],
+@dataclass
+class _Batch:
+	"""Files rendered and not written yet, children before the files listing them (the rename order)."""
+
+	files: dict[str, bytes] = field(default_factory=dict)
+	owners: dict[str, Document] = field(default_factory=dict)
+	failures: list[tuple[str, Document, Exception]] = field(default_factory=list)  # renders that raised
+	foreseen: set[str] = field(default_factory=set)  # leaving the CDN, their parents rendered already
+	parent_paths: dict[tuple[str, str | None], str | None] = field(default_factory=dict)
+
+	def write(self, store: ContentStore, ctx: RenderContext, counts: dict[str, int]) -> list[tuple[str, str]]:
+		"""Write and record the batch; returns the parents of files that left the CDN unforeseen."""
+		written, write_failures = [], []
+		for result in store.write_many(self.files) if self.files else ():
+			doc = self.owners[result.path]
+			if isinstance(result, FileOperationError):
+				write_failures.append((result.path, doc, result))
+				continue
+			written.append((result, doc.doctype, doc.name, self._parent_path(doc, ctx)))
+
+		def record() -> set[str]:
+			for path, doc, error in self.failures:
+				content_files.record_render_failure(path, doc.doctype, doc.name, error)
+			for path, doc, error in write_failures:
+				content_files.record_failure(path, doc.doctype, doc.name, error)
+			return content_files.record_writes(written)
+
+		left = _committed(record)
+		counts["failed"] += len(self.failures) + len(write_failures)
+		counts["written"] += len(written)
+		owners, foreseen = self.owners, self.foreseen
+		self.files, self.owners, self.failures, self.foreseen = {}, {}, [], set()
+		return [
+			parent
+			for path in sorted(left - foreseen)
+			if (parent := parent_of(ctx.content_map[owners[path].doctype], owners[path]))
+		]
+
+	def _parent_path(self, doc: Document, ctx: RenderContext) -> str | None:
+		content_type = ctx.content_map[doc.doctype]
+		key = (doc.doctype, doc.get(content_type.parent_field) if content_type.parent_field else None)
+		if key not in self.parent_paths:
+			self.parent_paths[key] = parent_path_of(content_type, doc)
+		return self.parent_paths[key]
+
+
+def _render_into(
+	batch: _Batch, keys: list[tuple[str, str]], ctx: RenderContext, counts: dict[str, int]
 ) -> list[tuple[str, str]]:
-	"""Render, write and record one batch; returns the parents of files that left the CDN."""
-	files: dict[str, bytes] = {}
-	owners: dict[str, Document] = {}
-	render_failures = []
+	"""Render these documents into the batch; returns the parents of those leaving the CDN.
+
+	Their paths are marked local at once, before any parent is rendered: clients are sent to this
+	server before the files change (the CDN still has the old bytes), and a parent links to them here.
+	"""
+	rendered: dict[str, bytes] = {}
 	for doc in _load(keys):
 		path = existing_path(ctx.content_map[doc.doctype], doc)
 		if path is None:  # no place on disk yet, or never (a name saves refuse; the health scan names it)
 			counts["written"] += 1
 			continue
 		try:
-			files[path] = render(doc, ctx)
+			rendered[path] = render(doc, ctx)
 		except Exception as e:  # a serialiser's bug must not keep the other files of the commit from disk
-			render_failures.append((path, doc, e))
+			batch.failures.append((path, doc, e))
 			continue
-		owners[path] = doc
-	# Clients are sent to this server before the files change: the CDN still has the old bytes.
+		batch.owners[path] = doc
+	paths_ = list(rendered)
+	digests = [canonical.sha256(rendered[path]) for path in paths_]
+	leaving = [
+		path
+		for path, digest, state in zip(paths_, digests, urls.states_of(paths_), strict=True)
+		if state is not None and state.on_cdn and state.sha256 != digest
+	]
 	delivery_hash.mark(
-		{path: delivery_hash.state(False, canonical.sha256(data)) for path, data in files.items()}
+		{path: delivery_hash.state(False, digest) for path, digest in zip(paths_, digests, strict=True)}
 	)
-	written, write_failures = [], []
-	for result in store.write_many(files) if files else ():
-		doc = owners[result.path]
-		if isinstance(result, FileOperationError):
-			write_failures.append((result.path, doc, result))
-			continue
-		content_type = ctx.content_map[doc.doctype]
-		parent_key = (doc.doctype, doc.get(content_type.parent_field) if content_type.parent_field else None)
-		if parent_key not in parent_paths:
-			parent_paths[parent_key] = parent_path_of(content_type, doc)
-		written.append((result, doc.doctype, doc.name, parent_paths[parent_key]))
-
-	def record() -> set[str]:
-		for path, doc, error in render_failures:
-			content_files.record_render_failure(path, doc.doctype, doc.name, error)
-		for path, doc, error in write_failures:
-			content_files.record_failure(path, doc.doctype, doc.name, error)
-		return content_files.record_writes(written)
-
-	left = _committed(record)
-	counts["failed"] += len(render_failures) + len(write_failures)
-	counts["written"] += len(written)
+	batch.files.update(rendered)
+	batch.foreseen.update(leaving)
 	return [
 		parent
-		for path in sorted(left)
-		if (parent := parent_of(ctx.content_map[owners[path].doctype], owners[path]))
+		for path in leaving
+		if (parent := parent_of(ctx.content_map[batch.owners[path].doctype], batch.owners[path]))
 	]
 
 

@@ -35,7 +35,7 @@ def test_new_changed_and_identical_files_in_one_call(content_store: ContentStore
 
 	results = content_store.write_many(files)
 
-	assert [r.path for r in results] == sorted(files)
+	assert [r.path for r in results] == list(files)
 	by_path = {r.path: r for r in results}
 	assert all(isinstance(r, WriteResult) for r in results)
 	assert not by_path[unit_path(0)].changed
@@ -199,3 +199,25 @@ def test_a_batch_writer_killed_with_sigkill_leaves_every_file_and_prev_whole(tmp
 	results = store.write_many({unit_path(n): unit(n, "c") for n in range(KILL_FILES)})
 	assert all(isinstance(r, WriteResult) for r in results)
 	assert all(store.read(unit_path(n)) == unit(n, "c") for n in range(KILL_FILES))
+
+
+def test_files_are_renamed_in_the_order_given(
+	content_store: ContentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+	"""Children first: a file listing them never points at one that is not there yet."""
+	content_store.write("plans/P/manifest.json", b"{}\n")
+	renamed = []
+	real_replace = os.replace
+
+	def replace(source, target, *args, **kwargs):
+		if kwargs.get("dst_dir_fd") is not None:
+			renamed.append(target)
+		return real_replace(source, target, *args, **kwargs)
+
+	monkeypatch.setattr(os, "replace", replace)
+	files = {unit_path(2): unit(2, "v1"), unit_path(1): unit(1, "v1")}
+	files["plans/P/subjects/S1.json"] = b'{"units": 2}\n'
+	files["plans/P/manifest.json"] = b'{"subjects": 1}\n'
+	results = content_store.write_many(files)
+	assert [r.path for r in results] == list(files)
+	assert renamed == [path.rpartition("/")[2] for path in files]

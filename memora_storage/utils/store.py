@@ -222,22 +222,24 @@ class ContentStore:
 	def write_many(
 		self, files: dict[str, bytes], batch_size: int = DEFAULT_BATCH
 	) -> list["WriteResult | FileOperationError"]:
-		"""`write` for many files at once (sorted by path): each file's result, or why it was not written.
+		"""`write` for many files at once: each file's result, or why it was not written, in the order given.
 
-		The files of a transaction are written together, in batches of `batch_size` sorted paths whose
-		durability work is shared as in `rewrite_batches`: temp files, one syncfs(2), then for each file
-		the `.prev` step and the rename of `_commit`, then one fsync per public folder, where `write`
-		pays two fsyncs per file. Identical bytes leave file and `.prev` alone, as in `write`.
+		The files of a transaction are written together, in batches of `batch_size` files taken in the
+		order given, whose durability work is shared as in `rewrite_batches`: temp files, one syncfs(2),
+		then for each file, in the order given, the `.prev` step and the rename of `_commit`, then one
+		fsync per public folder, where `write` pays two fsyncs per file. The caller puts children before
+		the files listing them, so a link never points at a file that is not there yet. Identical bytes
+		leave file and `.prev` alone, as in `write`.
 
 		Crash safety is `write`'s and `rewrite_batches`' together: nothing public changes before the
 		sync, which makes every temp file whole on disk; each `.prev` and each file is then replaced by
 		one rename, so after a crash at any point every path holds its old or its new bytes, whole, and
 		its `.prev` a whole earlier version. A crash leaves only stale names under `tmp/` (`tidy`).
-		The writer locks are held in sorted order until the folders are synced.
+		Each batch's writer locks are taken in sorted order and held until its folders are synced.
 		"""
 		if batch_size < 1:
 			raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-		ordered = sorted(files)
+		ordered = list(files)
 		results: list[WriteResult | FileOperationError] = []
 		for start in range(0, len(ordered), batch_size):
 			results += self._write_batch({path: files[path] for path in ordered[start : start + batch_size]})
@@ -252,9 +254,9 @@ class ContentStore:
 		folders: dict[str, int | None] = {}
 		staged: list[_Staged] = []
 		with ExitStack() as held:
-			for path, data in files.items():  # sorted: the lock order
+			for path in sorted(files):  # the lock order
 				try:
-					item = self._stage_write(path, data, held, folders)
+					item = self._stage_write(path, files[path], held, folders)
 				except Exception as e:
 					results[path] = FileOperationError(
 						"write", path, self._explain(e) if isinstance(e, OSError) else e
@@ -264,6 +266,8 @@ class ContentStore:
 					results[path] = item
 				else:
 					staged.append(item)
+			position = {path: i for i, path in enumerate(files)}
+			staged.sort(key=lambda item: position[item.path])  # renamed in the order given
 			asides: list[str | None] = []
 			held.callback(_unlink_all, asides)  # once the folders are synced
 			renamed: dict[int, list[_Staged]] = {}
