@@ -17,10 +17,12 @@ Per size N (units), in one run, each figure beside its anchor:
    exists. Anchor: `find ROOT -type f | sort` plus the SQL that lists the same records (name,
    modified and path fields of every content DocType, fetched whole), timed together (goal: scan /
    anchor <= 2). Scan and anchor alternate, --repeat times each; medians are reported.
-4. Memory. The RSS of the worker and of its job children, sampled every 0.5 s during the drain and
-   the scans: peak and median of the job child (where the work runs) and the worker's peak. The goal
-   is memory flat as the count grows; this reads "flat" as the peak at the largest size within 1.25x
-   the smallest size's (judged with two sizes or more).
+4. Memory. The RSS of the worker and of its job children, sampled every 0.5 s during the drain
+   (0.1 s during the scans, which may last under a second): peak (the child's VmHWM) and median of
+   the job child, where the work runs, with its anonymous part (the heap, where a leak shows), and
+   the worker's peak; the series, thinned, in the results. The goal is memory flat as the count
+   grows; this reads "flat" as the RSS peak at the largest size within 1.25x the smallest size's
+   (judged with two sizes or more).
 
 Then how each figure grows from the smallest size to the largest. The run deletes what it made
 (documents, files, Content File rows, reports, buckets) and restores CDN Settings. The site should
@@ -186,12 +188,19 @@ def import_units(tag: str, n: int, body_kb: tuple[int, int]) -> dict:
 
 
 class TreeSampler:
-	"""The RSS of a worker and of its forked job children every SAMPLE_S, in a thread."""
+	"""The RSS of a worker and of its forked job children every SAMPLE_S, in a thread.
+
+	Besides the RSS, the anonymous part of the job's (RssAnon: its heap, what a leak grows). A forked
+	child counts in its RSS the file-backed pages (shared libraries) it touches after the fork, one
+	fault at a time, while the worker's own pages were counted from the start: RSS alone may climb
+	where the heap does not.
+	"""
 
 	def __init__(self, pid: int, interval: float = SAMPLE_S):
 		self.pid = pid
 		self.interval = interval
-		self.samples: list[tuple[float, int, int | None]] = []  # (t, worker, largest child or None)
+		# (t, worker RSS, then of the largest child or None: RSS, RssAnon)
+		self.samples: list[tuple[float, int, int | None, int | None]] = []
 		self.child_hwm = 0  # the largest VmHWM of a job child seen: its peak even between samples
 		self._stop = threading.Event()
 		self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -209,24 +218,28 @@ class TreeSampler:
 		while True:
 			try:
 				worker = psutil.Process(self.pid)
-				rss = worker.memory_info().rss
-				children = []
+				rss = _status(self.pid)["VmRSS"]
+				largest = None
 				for child in worker.children(recursive=True):
 					try:
-						children.append(child.memory_info().rss)
-						self.child_hwm = max(self.child_hwm, _hwm(child.pid))
-					except (psutil.NoSuchProcess, OSError):
-						pass
-				self.samples.append((time.monotonic() - started, rss, max(children) if children else None))
-			except psutil.NoSuchProcess:
+						status = _status(child.pid)
+					except OSError:
+						continue  # ended meanwhile
+					self.child_hwm = max(self.child_hwm, status["VmHWM"])
+					if largest is None or status["VmRSS"] > largest["VmRSS"]:
+						largest = status
+				child_rss, child_anon = (largest["VmRSS"], largest["RssAnon"]) if largest else (None, None)
+				self.samples.append((time.monotonic() - started, rss, child_rss, child_anon))
+			except (psutil.NoSuchProcess, OSError):
 				return
 			if self._stop.wait(self.interval):
 				return
 
 	def summary(self) -> dict:
 		"""Peak and median in MB of the job child (samples where one ran) and of the worker itself."""
-		jobs = [child for _, _, child in self.samples if child is not None]
-		workers = [rss for _, rss, _ in self.samples]
+		jobs = [child for _, _, child, _ in self.samples if child is not None]
+		anon = [a for _, _, child, a in self.samples if child is not None]
+		workers = [rss for _, rss, _, _ in self.samples]
 		return {
 			"samples": len(self.samples),
 			"job_samples": len(jobs),
@@ -234,23 +247,27 @@ class TreeSampler:
 			"job_peak_mb": max(max(jobs, default=0), self.child_hwm) / MB if jobs else None,
 			"job_sampled_peak_mb": max(jobs) / MB if jobs else None,
 			"job_median_mb": statistics.median(jobs) / MB if jobs else None,
+			"job_anon_peak_mb": max(anon) / MB if anon else None,
+			"job_anon_median_mb": statistics.median(anon) / MB if anon else None,
 			"worker_peak_mb": max(workers) / MB if workers else None,
 			"worker_median_mb": statistics.median(workers) / MB if workers else None,
-			# [s, worker MB, job MB or None], thinned to about 100 points: does it climb or step?
+			# [s, worker MB, job MB, job anon MB], thinned to about 100 points: a climb or a step?
 			"series": [
-				[round(t, 1), round(rss / MB, 1), None if child is None else round(child / MB, 1)]
-				for t, rss, child in self.samples[:: max(1, len(self.samples) // 100)]
+				[round(t, 1), round(rss / MB, 1), *(None if v is None else round(v / MB, 1) for v in (c, a))]
+				for t, rss, c, a in self.samples[:: max(1, len(self.samples) // 100)]
 			],
 		}
 
 
-def _hwm(pid: int) -> int:
-	"""A process's peak RSS so far (VmHWM), in bytes."""
+def _status(pid: int) -> dict[str, int]:
+	"""VmRSS, VmHWM (peak RSS so far) and RssAnon of a process, in bytes, from one read."""
+	values = dict.fromkeys(("VmRSS", "VmHWM", "RssAnon"), 0)
 	with open(f"/proc/{pid}/status", encoding="ascii") as f:
 		for line in f:
-			if line.startswith("VmHWM:"):
-				return int(line.split()[1]) * 1024
-	return 0
+			key, _, rest = line.partition(":")
+			if key in values:
+				values[key] = int(rest.split()[0]) * 1024
+	return values
 
 
 # The run ------------------------------------------------------------------------------------------
@@ -484,6 +501,10 @@ class ImportRun(Run):
 		anchor_s = statistics.median(a["seconds"] for a in anchors)
 		job_peaks = [r["rss"]["job_peak_mb"] for r in runs if r["rss"]["job_peak_mb"] is not None]
 		job_medians = [r["rss"]["job_median_mb"] for r in runs if r["rss"]["job_median_mb"] is not None]
+		anon_peaks = [r["rss"]["job_anon_peak_mb"] for r in runs if r["rss"]["job_anon_peak_mb"] is not None]
+		anon_medians = [
+			r["rss"]["job_anon_median_mb"] for r in runs if r["rss"]["job_anon_median_mb"] is not None
+		]
 		return {
 			"repeat": repeat,
 			"scan_s": scan_s,
@@ -494,6 +515,8 @@ class ImportRun(Run):
 			"ratio": scan_s / anchor_s,
 			"job_peak_mb": max(job_peaks) if job_peaks else None,
 			"job_median_mb": statistics.median(job_medians) if job_medians else None,
+			"job_anon_peak_mb": max(anon_peaks) if anon_peaks else None,
+			"job_anon_median_mb": statistics.median(anon_medians) if anon_medians else None,
 			"worker_peak_mb": max(r["rss"]["worker_peak_mb"] for r in runs),
 			"runs": runs,
 			"anchors": anchors,
@@ -571,7 +594,9 @@ def report(results: dict) -> str:
 				_r(s.get("anchor_s"), 3),
 				_r(s.get("ratio"), 1),
 				f"{_mb(drain_rss.get('job_peak_mb'))} / {_mb(drain_rss.get('job_median_mb'))}",
+				f"{_mb(drain_rss.get('job_anon_peak_mb'))} / {_mb(drain_rss.get('job_anon_median_mb'))}",
 				f"{_mb(s.get('job_peak_mb'))} / {_mb(s.get('job_median_mb'))}",
+				f"{_mb(s.get('job_anon_peak_mb'))} / {_mb(s.get('job_anon_median_mb'))}",
 				_mb(
 					max(
 						filter(None, [drain_rss.get("worker_peak_mb"), s.get("worker_peak_mb")]), default=None
@@ -590,10 +615,12 @@ def report(results: dict) -> str:
 			"PUT / file",
 			"full scan (s, report)",
 			"full scan (s, wall)",
-			"find | sort + SQL (s)",
+			"find \\| sort + SQL (s)",
 			"scan / anchor (goal <= 2)",
 			"drain job RSS peak / median (MB)",
+			"of it anonymous (MB)",
 			"scan job RSS peak / median (MB)",
+			"of it anonymous (MB)",
 			"worker RSS peak (MB)",
 		],
 		lines,
@@ -655,11 +682,13 @@ GROWTH_FIGURES = (
 	("ours / rclone", "publish", "ratio"),
 	("PUT / file", "publish", "puts_per_file"),
 	("full scan (s)", "scan", "scan_s"),
-	("find | sort + SQL (s)", "scan", "anchor_s"),
+	("find \\| sort + SQL (s)", "scan", "anchor_s"),
 	("scan / anchor", "scan", "ratio"),
 	("drain job RSS peak (MB)", "drain_rss", "job_peak_mb"),
 	("drain job RSS median (MB)", "drain_rss", "job_median_mb"),
+	("drain job anonymous RSS peak (MB)", "drain_rss", "job_anon_peak_mb"),
 	("scan job RSS peak (MB)", "scan", "job_peak_mb"),
+	("scan job anonymous RSS peak (MB)", "scan", "job_anon_peak_mb"),
 	("scan job RSS median (MB)", "scan", "job_median_mb"),
 	("deep scan (s)", "deep", "duration_s"),
 	("deep scan job RSS peak (MB)", "deep_rss", "job_peak_mb"),
