@@ -87,9 +87,10 @@ def path_of(content_type: ContentType, doc) -> str | None:
 	return _render_path(content_type.path, values)
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=4096)
 def _render_path(template: str, values: tuple) -> str:
-	"""`paths.render_path`, remembered: a parent's render asks for every child's path, each save again."""
+	"""`paths.render_path`, remembered: a parent's render asks for every child's path, each save again.
+	Bounded to a few MB, so a job's memory is the same for 10,000 files or 100,000."""
 	return paths.render_path(template, dict(values))
 
 

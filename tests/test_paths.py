@@ -5,7 +5,7 @@ import os
 import random
 import re
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
@@ -301,3 +301,22 @@ def test_render_path_fast_check_agrees_with_the_rules() -> None:
 		except paths.InvalidPathError:
 			got = None
 		assert got == expected, (rule, values)
+
+
+def test_url_path_fast_check_agrees_with_quote() -> None:
+	"""Names with nothing to encode skip quote(): the same URL path either way."""
+	rng = random.Random(11)
+	alphabet = "aZ9_-. /#?%٣é"
+	for _ in range(20000):
+		path = "/".join(
+			"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(rng.randint(1, 4))
+		)
+		try:
+			expected = "/".join(quote(part, safe="") for part in paths.validate_relpath(path).split("/"))
+		except InvalidPathError:
+			expected = None
+		try:
+			got = paths.url_path(path)
+		except InvalidPathError:
+			got = None
+		assert got == expected, path

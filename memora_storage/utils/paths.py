@@ -157,9 +157,15 @@ def url_path(path: str) -> str:
 	if not isinstance(path, str):
 		# Checked before the cache, which would raise TypeError on a list or dict from a JSON batch.
 		raise InvalidPathError(f"path must be text, got {type(path).__name__}")
+	if _URL_SAFE.fullmatch(path) and is_plain_path(path):  # nothing to encode: most names
+		return path
 	return _url_path(path)
 
 
-@functools.lru_cache(maxsize=65536)
+# What quote() leaves as it is, within a plain path: ASCII letters, digits, "_", "-", "." and "/".
+_URL_SAFE = re.compile(r"[A-Za-z0-9_./-]+")
+
+
+@functools.lru_cache(maxsize=4096)  # per process: a bounded few MB, the same for 10,000 or 100,000 files
 def _url_path(path: str) -> str:
 	return "/".join(quote(segment, safe="") for segment in validate_relpath(path).split("/"))
