@@ -431,7 +431,7 @@ def _render_into(
 	server before the files change (the CDN still has the old bytes), and a parent links to them here.
 	"""
 	rendered: dict[str, bytes] = {}
-	for doc in _load(keys):
+	for doc in load_documents(keys):
 		path = existing_path(ctx.content_map[doc.doctype], doc)
 		if path is None:  # no place on disk yet, or never (a name saves refuse; the health scan names it)
 			counts["written"] += 1
@@ -461,7 +461,7 @@ def _render_into(
 	]
 
 
-def _load(keys: list[tuple[str, str]]) -> list[Document]:
+def load_documents(keys: list[tuple[str, str]]) -> list[Document]:
 	"""The documents that still exist, in order: one query per DocType (and per child table), not
 	one per document; a single or virtual DocType, or one with virtual tables, is read one by one."""
 	names: dict[str, list[str]] = {}

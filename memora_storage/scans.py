@@ -35,6 +35,7 @@ from memora_storage.utils.scan import ExpectedFile, full_scan, incremental_scan
 from memora_storage.utils.store import ContentStore, FileOperationError
 
 SCOPES = ("Hourly", "Full", "Manual")
+RENDER_BATCH = 500  # records a deep scan loads and renders at once
 DEEP_WEEKDAY = 6  # Sunday: that night's full scan also reads every file and renders every record
 SAMPLE_SIZE = 200  # records judged at random by each incremental scan, besides the changed ones
 FULL_SCAN_TIMEOUT = 4 * 3600  # seconds; rendering 100,000 records takes about 100 s
@@ -199,9 +200,10 @@ class ExpectedRecords:
 	"""Every record of the content map as an ExpectedFile: paths from the rules, `modified` as stored.
 
 	Rows are read in chunks of names (`json_rows.chunks`), so memory does not grow with the records,
-	and no query is open while a chunk is judged: with renders, each record's file is rendered (its own
-	queries) as it is read. A record whose name cannot be a path (`path_of` refuses it) is listed in
-	`refused` instead. `on_progress(read, total)` hears of every record read.
+	and no query is open while a chunk is judged. With renders, each RENDER_BATCH records are loaded
+	in one query per DocType (`publishing.load_documents`) and rendered before they are judged. A
+	record whose name cannot be a path (`path_of` refuses it) is listed in `refused` instead.
+	`on_progress(read, total)` hears of every record read.
 	"""
 
 	def __init__(
@@ -223,15 +225,31 @@ class ExpectedRecords:
 			content_type = self.ctx.content_map[doctype]
 			fields = list(dict.fromkeys(["name", "modified", *content_type.path_fields]))
 			for chunk in json_rows.chunks(doctype, fields):
-				for row in chunk:
-					values = dict(zip(fields, row, strict=True))
-					if expected := self._expected(content_type, values):
-						yield expected
+				step = RENDER_BATCH if self.render else len(chunk)
+				for start in range(0, len(chunk), step):
+					rows = chunk[start : start + step]
+					rendered = self._render(doctype, [row[0] for row in rows]) if self.render else {}
+					for row in rows:
+						values = dict(zip(fields, row, strict=True))
+						if expected := self._expected(content_type, values, rendered):
+							yield expected
 				if self.on_progress:
 					read += len(chunk)
 					self.on_progress(read, total)
 
-	def _expected(self, content_type: ContentType, values: dict) -> ExpectedFile | None:
+	def _render(self, doctype: str, names: list[str]) -> dict[str, bytes | Exception]:
+		"""Each record's fresh render, or what its serialiser raised; none for a record gone meanwhile."""
+		rendered: dict[str, bytes | Exception] = {}
+		for doc in publishing.load_documents([(doctype, name) for name in names]):
+			try:
+				rendered[doc.name] = publishing.render(doc, self.ctx)
+			except Exception as e:
+				rendered[doc.name] = e
+		return rendered
+
+	def _expected(
+		self, content_type: ContentType, values: dict, rendered: dict[str, bytes | Exception]
+	) -> ExpectedFile | None:
 		"""The record's file, or None: its name cannot be a path (refused), or it has none yet."""
 		name = values["name"]
 		try:
@@ -253,13 +271,26 @@ class ExpectedRecords:
 		return ExpectedFile(
 			path=path,
 			modified=datetime.datetime.fromisoformat(modified) if modified else None,
-			content=self._renderer(content_type.doctype, name) if self.render else None,
+			content=_content(rendered.get(name, MissingRecord())) if self.render else None,
 			reference_doctype=content_type.doctype,
 			reference_name=name,
 		)
 
-	def _renderer(self, doctype: str, name: str):
-		return lambda: publishing.render(frappe.get_doc(doctype, name), self.ctx)
+
+class MissingRecord(Exception):
+	def __str__(self) -> str:
+		return "the record was deleted during the scan"
+
+
+def _content(rendered: bytes | Exception) -> bytes | Callable[[], bytes]:
+	"""The bytes the file should hold, or a renderer raising what the render raised (the scan names it)."""
+	if isinstance(rendered, Exception):
+
+		def fail() -> bytes:
+			raise rendered
+
+		return fail
+	return rendered
 
 
 def last_scan_start() -> datetime.datetime | None:
