@@ -95,20 +95,12 @@ def _scalar(value: Any) -> str | None:
 
 
 def _key(key: Any) -> str:
-	"""A dict key as json.dumps turns it into a string."""
+	"""A dict key as json.dumps turns it into a string: a number, boolean or null as its JSON text."""
 	if isinstance(key, str):
 		return key
-	if isinstance(key, float):
-		return _float(key)
-	if key is True:
-		return "true"
-	if key is False:
-		return "false"
-	if key is None:
-		return "null"
-	if isinstance(key, int):
-		return int.__repr__(key)
-	raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+	if (text := _scalar(key)) is None:
+		raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+	return text
 
 
 def _float(value: float) -> str:

@@ -311,11 +311,8 @@ class _Scanner:
 		report.checked += 1
 		try:
 			fd = os.open(f"{self.root}/{record.path}", _OPEN_FLAGS)
-		except (FileNotFoundError, NotADirectoryError):
-			report.missing.append(_finding(record, "no file"))
-			return
 		except OSError as e:
-			report.invalid.append(_finding(record, _open_failure(e)))
+			self.unreachable(record, e)
 			return
 		try:
 			info = os.fstat(fd)
@@ -349,11 +346,8 @@ class _Scanner:
 		folder, _, name = record.path.rpartition("/")
 		try:
 			info = os.lstat(name, dir_fd=self.folder(folder))
-		except (FileNotFoundError, NotADirectoryError):
-			report.missing.append(_finding(record, "no file"))
-			return
 		except OSError as e:
-			report.invalid.append(_finding(record, _open_failure(e)))
+			self.unreachable(record, e)
 			return
 		if not stat.S_ISREG(info.st_mode):
 			reason = (
@@ -383,6 +377,13 @@ class _Scanner:
 		for fd in self.folders.values():
 			os.close(fd)
 		self.folders.clear()
+
+	def unreachable(self, record: ExpectedFile, error: OSError) -> None:
+		"""A record's file that could not be opened or looked at: missing, or invalid and why."""
+		if isinstance(error, FileNotFoundError | NotADirectoryError):
+			self.report.missing.append(_finding(record, "no file"))
+		else:
+			self.report.invalid.append(_finding(record, _open_failure(error)))
 
 	def check_age(self, record: ExpectedFile, mtime: float, modified: float | None) -> None:
 		"""Stale: the file was last written before its record last changed (beyond the clock slack)."""
