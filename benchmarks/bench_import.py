@@ -92,6 +92,7 @@ from benchmarks.common import (
 	bench_and_site,
 	filesystem_of,
 	markdown_table,
+	profile_table,
 	write_results,
 )
 
@@ -659,16 +660,9 @@ def report(results: dict) -> str:
 		)
 	for size in results["sizes"]:
 		for prof in filter(None, (size.get("profile"), size.get("profile_deep"))):
+			kind = "Deep" if prof.get("deep") else "Full"
 			parts.append(
-				f"{'Deep' if prof.get('deep') else 'Full'} scan of {prof['files']:,} files in one process "
-				f"under cProfile: {prof['seconds']:.1f} s\n\n"
-				+ markdown_table(
-					["function (cumulative)", "calls", "cum s", "self s"],
-					[
-						[t["function"], t["calls"], round(t["cumtime"], 2), round(t["tottime"], 2)]
-						for t in prof["top_cumulative"][:15]
-					],
-				)
+				profile_table(f"{kind} scan of {prof['files']:,} files in one process under cProfile", prof)
 			)
 	if results["interference"]:
 		parts.append("Interference: " + "; ".join(results["interference"]))

@@ -73,6 +73,7 @@ from benchmarks.common import (
 	markdown_table,
 	moto_server_command,
 	percentile,
+	profile_table,
 	write_results,
 )
 
@@ -1251,14 +1252,7 @@ def report(results: dict) -> str:
 		)
 	if prof := results.get("profile"):
 		parts.append(
-			f"Drain of {prof['files']:,} due uploads in one process under cProfile: {prof['seconds']:.1f} s\n\n"
-			+ markdown_table(
-				["function (cumulative)", "calls", "cum s", "self s"],
-				[
-					[t["function"], t["calls"], round(t["cumtime"], 2), round(t["tottime"], 2)]
-					for t in prof["top_cumulative"][:15]
-				],
-			)
+			profile_table(f"Drain of {prof['files']:,} due uploads in one process under cProfile", prof)
 		)
 	if results["interference"]:
 		parts.append("Interference: " + "; ".join(results["interference"]))

@@ -89,6 +89,17 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 	return "\n".join([line([str(h) for h in headers]), line(rule), *(line(row) for row in cells)])
 
 
+def profile_table(title: str, profile: dict[str, Any], rows: int = 15) -> str:
+	"""A cProfile summary (its `seconds` and `top_cumulative` functions) as a titled markdown table."""
+	return f"{title}: {profile['seconds']:.1f} s\n\n" + markdown_table(
+		["function (cumulative)", "calls", "cum s", "self s"],
+		[
+			[t["function"], t["calls"], round(t["cumtime"], 2), round(t["tottime"], 2)]
+			for t in profile["top_cumulative"][:rows]
+		],
+	)
+
+
 def _is_number(value: Any) -> bool:
 	return isinstance(value, int | float) and not isinstance(value, bool)
 
