@@ -12,9 +12,9 @@ Then a Desk save: on each site a Subject of `--desk-units` Units; one gunicorn w
 sites loads a random Unit as the form does and saves it through `frappe.desk.form.save.savedocs`,
 the two sites alternating; p50 and p99 of the save request (goal: at most 1.5 times the bare site's).
 Twice: with the Unit's version local only (its Subject's listing does not change, so only the Unit's
-file is written), and with the Unit, its Subject and the manifest marked on the CDN before each save,
-as a drain leaves them (the save takes the Unit off the CDN: the Subject and the manifest are
-rendered again to link to it locally).
+file is written), and with the Unit, its Subject and the manifest on the CDN before each save, as
+drains leave them (the save takes the Unit off the CDN: the Subject's link to it and the manifest's
+link to the Subject move here).
 
 Sizes name the units: 500 (10 subjects of 50), 2000 (2 of 1,000), 10000 (10 of 1,000), 100000
 (100 of 1,000). Both sites run the script at once in lockstep, one process each: every step (one
@@ -171,9 +171,10 @@ def insert_subject(tag: str, units: int, body_bytes: int) -> dict:
 
 
 def serve_marks(tag: str) -> None:
-	"""On the app's site: for each Unit named on stdin, mark its file, its Subject's and the manifest as
-	on the CDN at their current versions (as a drain that sent them leaves them), then answer."""
-	from memora_storage import content_files, delivery_hash, settings
+	"""On the app's site: for each Unit named on stdin, leave its file, its Subject's and the manifest
+	as drains leave them, then answer: each Synced and on the CDN at its current version, and each
+	parent rendered after its child landed, so it links to the child there."""
+	from memora_storage import content_files, delivery_hash, publishing, settings
 	from memora_storage.utils import canonical
 
 	store = settings.content_store()
@@ -184,7 +185,10 @@ def serve_marks(tag: str) -> None:
 			f"plans/{tag}-p/subjects/{tag}-s000.json",
 			f"plans/{tag}-p/manifest.json",
 		]
-		for path in paths:
+		for level, path in enumerate(paths):
+			if level:
+				publishing.write_parents([path])  # as the drain does once the level below landed
+				frappe.db.commit()
 			sha = canonical.sha256(store.read(path))
 			frappe.db.set_value(
 				"Content File",
@@ -193,7 +197,7 @@ def serve_marks(tag: str) -> None:
 				update_modified=False,
 			)
 			delivery_hash.mark({path: delivery_hash.state(True, sha)})
-		frappe.db.commit()
+			frappe.db.commit()
 		print(json.dumps({"marked": paths}), flush=True)
 
 

@@ -39,7 +39,7 @@ from memora_storage.content_map import (
 	parent_path_of,
 	path_of,
 )
-from memora_storage.utils import canonical, paths
+from memora_storage.utils import canonical, links, paths
 from memora_storage.utils.resolver import UrlSettings
 from memora_storage.utils.store import ContentStore, FileOperationError
 
@@ -336,8 +336,9 @@ def write_documents(
 	A file whose new version is local only makes its parent link to it locally, and so up to the
 	manifest: whoever follows links from any file then reaches only versions that exist where the
 	link points. Which files leave the CDN is told by the delivery hash before they are written (their
-	parents are then rendered), and by their rows once recorded (a parent the hash did not foresee is
-	rendered in another round). A settings save during the renders queues a relink, so the last
+	parents then follow: a parent no save asked for has only those links moved, where its file is the
+	version the CDN holds, else it is rendered), and by their rows once recorded (a parent the hash did
+	not foresee is rendered in another round). A settings save during the renders queues a relink, so the last
 	settings win.
 	"""
 	counts = {"written": 0, "failed": 0}
@@ -351,12 +352,12 @@ def write_documents(
 	for key in renders:
 		if key[0] in ctx.content_map:
 			levels.setdefault(_depth(key[0], ctx), {})[key] = None
-	batch = _Batch()
+	batch = _Batch(rendered={key for level in levels.values() for key in level})
 	while levels:
 		depth = max(levels)
 		keys = list(levels.pop(depth))
 		for start in range(0, len(keys), BATCH_SIZE):
-			queue(_render_into(batch, keys[start : start + BATCH_SIZE], ctx, counts), depth)
+			queue(_render_into(batch, keys[start : start + BATCH_SIZE], ctx, store, counts), depth)
 			if len(batch.files) >= BATCH_SIZE:
 				queue(batch.write(store, ctx, counts), depth + 1)
 		if not levels and (batch.files or batch.failures):
@@ -384,6 +385,9 @@ class _Batch:
 	owners: dict[str, Document] = field(default_factory=dict)
 	failures: list[tuple[str, Document, Exception]] = field(default_factory=list)  # renders that raised
 	foreseen: set[str] = field(default_factory=set)  # leaving the CDN, their parents rendered already
+	rendered: set[tuple[str, str]] = field(default_factory=set)  # asked for: always rendered
+	# Parents to follow children that left the CDN: each link to move, from the CDN to here.
+	switches: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 	parent_paths: dict[tuple[str, str | None], str | None] = field(default_factory=dict)
 
 	def write(self, store: ContentStore, ctx: RenderContext, counts: dict[str, int]) -> list[tuple[str, str]]:
@@ -423,42 +427,81 @@ class _Batch:
 
 
 def _render_into(
-	batch: _Batch, keys: list[tuple[str, str]], ctx: RenderContext, counts: dict[str, int]
+	batch: _Batch,
+	keys: list[tuple[str, str]],
+	ctx: RenderContext,
+	store: ContentStore,
+	counts: dict[str, int],
 ) -> list[tuple[str, str]]:
 	"""Render these documents into the batch; returns the parents of those leaving the CDN.
 
 	Their paths are marked local at once, before any parent is rendered: clients are sent to this
 	server before the files change (the CDN still has the old bytes), and a parent links to them here.
+	A parent that is here only to follow such children has just those links moved (`_switched`).
 	"""
-	rendered: dict[str, bytes] = {}
+	found: list[tuple[str, Document]] = []
 	for doc in load_documents(keys):
 		path = existing_path(ctx.content_map[doc.doctype], doc)
 		if path is None:  # no place on disk yet, or never (a name saves refuse; the health scan names it)
 			counts["written"] += 1
 			continue
+		found.append((path, doc))
+	states = dict(zip([path for path, _ in found], urls.states_of([path for path, _ in found]), strict=True))
+	rendered: dict[str, bytes] = {}
+	for path, doc in found:
+		changes = batch.switches.pop((doc.doctype, doc.name), None)
 		try:
-			rendered[path] = render(doc, ctx)
+			data = _switched(store, path, doc, changes, states[path], ctx) if changes else None
+			rendered[path] = render(doc, ctx) if data is None else data
 		except Exception as e:  # a serialiser's bug must not keep the other files of the commit from disk
 			batch.failures.append((path, doc, e))
 			continue
 		batch.owners[path] = doc
-	paths_ = list(rendered)
-	digests = [canonical.sha256(rendered[path]) for path in paths_]
+	digests = {path: canonical.sha256(data) for path, data in rendered.items()}
 	leaving = [
 		path
-		for path, digest, state in zip(paths_, digests, urls.states_of(paths_), strict=True)
-		if state is not None and state.on_cdn and state.sha256 != digest
+		for path, digest in digests.items()
+		if (state := states[path]) is not None and state.on_cdn and state.sha256 != digest
 	]
-	delivery_hash.mark(
-		{path: delivery_hash.state(False, digest) for path, digest in zip(paths_, digests, strict=True)}
-	)
+	delivery_hash.mark({path: delivery_hash.state(False, digest) for path, digest in digests.items()})
 	batch.files.update(rendered)
 	batch.foreseen.update(leaving)
-	return [
-		parent
-		for path in leaving
-		if (parent := parent_of(ctx.content_map[batch.owners[path].doctype], batch.owners[path]))
-	]
+	parents = []
+	for path in leaving:
+		owner = batch.owners[path]
+		if not (parent := parent_of(ctx.content_map[owner.doctype], owner)):
+			continue
+		parents.append(parent)
+		if parent not in batch.rendered:
+			here = delivery_hash.Delivery(on_cdn=False, sha256=digests[path])
+			batch.switches.setdefault(parent, {})[urls.link_url(path, ctx.url_settings, states[path])] = (
+				urls.link_url(path, ctx.url_settings, here)
+			)
+	return parents
+
+
+def _switched(
+	store: ContentStore,
+	path: str,
+	doc: Document,
+	changes: dict[str, str],
+	state: delivery_hash.Delivery | None,
+	ctx: RenderContext,
+) -> bytes | None:
+	"""A parent's file with only these links moved, or None for a render to decide.
+
+	Only where the file is the version the CDN holds, so the last render, written and recorded, and
+	the default serialiser wrote it: one link of a Subject listing a thousand Units then costs a search,
+	not the Subject's query and render (most of a Desk save of a Unit on the CDN)."""
+	if state is None or not state.on_cdn or ctx.content_map[doc.doctype].serializer != DEFAULT_SERIALIZER:
+		return None
+	try:
+		data = store.read(path)
+	except FileOperationError:
+		return None
+	if canonical.sha256(data) != state.sha256:
+		return None
+	return links.switch(data, changes)
 
 
 def load_documents(keys: list[tuple[str, str]]) -> list[Document]:

@@ -167,3 +167,45 @@ def test_output_is_canonical_whatever_the_input_layout() -> None:
 def test_bytes_that_are_not_json_are_refused(data: bytes) -> None:
 	with pytest.raises(links.LinkError, match="not a JSON document"):
 		links.rewrite(data, BASES, to_local)
+
+
+# switch: a few known links moved byte for byte, for a save whose children left the CDN ------------
+
+
+def test_switch_moves_only_the_links_named_to_what_a_render_gives() -> None:
+	units = ["U1", "U2", "وحدة 3"]
+	on_cdn = {u: build_url(f"units/{u}.json", VERSIONED_CDN, True, "ab" * 32) for u in units}
+	rendered = canonical.dumps(
+		{"units": [{"name": u, "url": on_cdn[u]} for u in units], "title": "S1", "name": "S1"}
+	)
+	moved = {on_cdn["U2"]: to_local("units/U2.json"), on_cdn["وحدة 3"]: to_local("units/وحدة 3.json")}
+	expected = canonical.dumps(
+		{
+			"units": [{"name": u, "url": moved.get(on_cdn[u], on_cdn[u])} for u in units],
+			"title": "S1",
+			"name": "S1",
+		}
+	)
+	assert links.switch(rendered, moved) == expected
+	assert links.switch(expected, moved) == expected  # linked here already: nothing to move
+
+
+def test_switch_leaves_keys_and_text_that_only_contains_a_link() -> None:
+	link, local = f"{CDN}/units/U1.json", to_local("units/U1.json")
+	data = canonical.dumps({link: 1, "quoted": f'"{link}', "note": f"see {link}", "url": link})
+	assert json.loads(links.switch(data, {link: local})) == {
+		link: 1,
+		"quoted": f'"{link}',
+		"note": f"see {link}",
+		"url": local,
+	}
+
+
+def test_switch_gives_way_to_a_render_where_a_link_is_neither_old_nor_new() -> None:
+	data = subject(f"{CDN}/nested", ["U1"])  # another base: only a render knows what it should be
+	assert links.switch(data, {f"{CDN}/units/U1.json": to_local("units/U1.json")}) is None
+
+
+def test_switch_writes_a_new_link_with_backslashes_as_json_does() -> None:
+	link, odd = f"{CDN}/units/U1.json", f'{LOCAL}/units/a\\b"c.json'
+	assert json.loads(links.switch(canonical.dumps({"url": link}), {link: odd})) == {"url": odd}

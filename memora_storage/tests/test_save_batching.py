@@ -68,35 +68,75 @@ class TestSaveBatching(ContentTestCase):
 		self.assertEqual(listed, units)  # the subject was rendered after every unit was written
 		self.assert_recorded([f"units/{unit}.json" for unit in units] + [subject_path])
 
-	def test_edits_that_leave_the_cdn_render_their_parents_once(self):
+	def synced_tree(self) -> tuple[str, str, list[str], list[str]]:
+		"""A tree as drains leave it: each file Synced at its version and on the CDN in the hash, and
+		each parent rendered after its children landed, so it links to them there."""
 		set_cdn_settings(enable_cdn=1, cdn_base_url="https://cdn.example.com/memora", bucket="memora-test")
 		plan, subject, units = self.import_tree()
 		frappe.db.commit()
-		paths = [f"units/{unit}.json" for unit in units]
-		paths += [f"plans/{plan}/subjects/{subject}.json", f"plans/{plan}/manifest.json"]
-		# As if the drain had sent every file: Synced at its version, and on the CDN in the hash.
-		for path in paths:
-			sha = canonical.sha256(self.store.read(path))
-			frappe.db.set_value(
-				"Content File", content_files.row_name(path), {"sync_status": "Synced", "synced_sha256": sha}
-			)
-			delivery_hash.mark({path: delivery_hash.state(True, sha)})
-		frappe.db.commit()
+		subject_path, manifest = f"plans/{plan}/subjects/{subject}.json", f"plans/{plan}/manifest.json"
+		levels = [[f"units/{unit}.json" for unit in units], [subject_path], [manifest]]
+		for level in levels:
+			publishing.write_parents(level)  # as the drain does for the level below
+			frappe.db.commit()
+			for path in level:
+				sha = canonical.sha256(self.store.read(path))
+				frappe.db.set_value(
+					"Content File",
+					content_files.row_name(path),
+					{"sync_status": "Synced", "synced_sha256": sha},
+				)
+				delivery_hash.mark({path: delivery_hash.state(True, sha)})
+			frappe.db.commit()
+		listed = self.read_json(subject_path)["units"]
+		self.assertTrue(all(entry["url"].startswith("https://cdn.example.com") for entry in listed))
+		return plan, subject, units, [path for level in levels for path in level]
 
+	def assert_as_rendered(self, plan: str, subject: str) -> None:
+		ctx = publishing.new_context()
+		for doctype, name, path in (
+			("Subject", subject, f"plans/{plan}/subjects/{subject}.json"),
+			("Plan", plan, f"plans/{plan}/manifest.json"),
+		):
+			self.assertEqual(
+				self.store.read(path), publishing.render(frappe.get_doc(doctype, name), ctx), path
+			)
+
+	def test_edits_that_leave_the_cdn_move_their_parents_links_without_a_render(self):
+		plan, subject, units, paths = self.synced_tree()
 		for unit in units[:5]:
 			doc = frappe.get_doc("Unit", unit)
 			doc.body = "edited"
 			doc.save()
-		renders, _ = self.counted_commit()
+		renders, syncs = self.counted_commit()
 
-		# Five units left the CDN: their subject follows them once, and the manifest follows the subject.
-		expected = {("Subject", subject), ("Plan", plan), *(("Unit", unit) for unit in units[:5])}
-		self.assertEqual(set(renders), expected)
-		self.assertEqual(set(renders.values()), {1})
+		# Five units left the CDN: their subject's links to them move here, and the manifest's link
+		# to the subject follows; both files are what a render gives, and neither was rendered.
+		self.assertEqual(set(renders), {("Unit", unit) for unit in units[:5]})
+		self.assertEqual(len(syncs), 1)
 		listed = self.read_json(f"plans/{plan}/subjects/{subject}.json")["units"]
 		local = {entry["name"] for entry in listed if not entry["url"].startswith("https://cdn.example.com")}
 		self.assertEqual(local, set(units[:5]))
+		manifest = self.read_json(f"plans/{plan}/manifest.json")
+		self.assertFalse(manifest["subjects"][0]["url"].startswith("https://cdn.example.com"))
+		self.assert_as_rendered(plan, subject)
 		self.assert_recorded(paths)
+
+	def test_a_parent_not_the_cdns_version_is_rendered(self):
+		"""Only the file the CDN holds is the last render; any other is rendered again to follow."""
+		plan, subject, units, _ = self.synced_tree()
+		subject_path = f"plans/{plan}/subjects/{subject}.json"
+		# The CDN holds another version of the subject than the one on disk.
+		delivery_hash.mark({subject_path: delivery_hash.state(True, "0" * 64)})
+		frappe.db.commit()
+		doc = frappe.get_doc("Unit", units[0])
+		doc.body = "edited"
+		doc.save()
+		renders, _ = self.counted_commit()
+		self.assertEqual(set(renders), {("Unit", units[0]), ("Subject", subject)})
+		listed = {entry["name"]: entry["url"] for entry in self.read_json(subject_path)["units"]}
+		self.assertFalse(listed[units[0]].startswith("https://cdn.example.com"))
+		self.assert_as_rendered(plan, subject)
 
 	def test_a_body_edit_renders_its_parent_only_when_the_listing_can_change(self):
 		"""A Subject lists each Unit's name, title and URL: a body edit of a Unit whose link stays where

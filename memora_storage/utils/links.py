@@ -7,6 +7,8 @@ back from the link, and the string replaced by the URL the caller says the path 
 Object keys are never links: a render puts URLs in values only. The result is the file's canonical
 form (`canonical.dumps`), exactly what a render of the same data gives.
 
+`switch` moves a few known links byte for byte, for a save whose children left the CDN.
+
 Bytes that are not a JSON document raise `LinkError`: such a file was not written by a render, and
 the caller must report it rather than count it as already right.
 """
@@ -111,3 +113,26 @@ def _relink(node: dict | list, bases: Bases, url_for: Callable[[str], str | None
 		elif kind is dict or kind is list:
 			changed = _relink(value, bases, url_for) or changed
 	return changed
+
+
+def switch(data: bytes, changes: dict[str, str]) -> bytes | None:
+	"""`data` with each link `old` of `changes` replaced by its `new`, byte for byte: what a render
+	gives when only those links move, at the cost of a search instead of a render. A link is a whole
+	string value (after the space `canonical.dumps` puts before every value), never a key. None where
+	a render must decide: an `old` that is not there while its `new` is not either."""
+	for old, new in changes.items():
+		# a replacement template: only its backslashes are special
+		data, found = _value(old).subn(_json_text(new).replace(b"\\", b"\\\\"), data)
+		if not found and not _value(new).search(data):
+			return None
+	return data
+
+
+def _value(link: str) -> re.Pattern:
+	"""`link` as a string value of a canonical file: a space or newline before it, no colon after."""
+	return re.compile(rb"(?<=[ \n])" + re.escape(_json_text(link)) + rb"(?!:)")
+
+
+def _json_text(value: str) -> bytes:
+	"""A string as `canonical.dumps` writes it, quotes included."""
+	return canonical.dumps(value)[:-1]
