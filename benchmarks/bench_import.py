@@ -49,7 +49,6 @@ import os
 import pstats
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -89,9 +88,9 @@ from benchmarks.bench_publish import (
 )
 from benchmarks.common import (
 	add_bench_arguments,
-	bench_and_site,
 	filesystem_of,
 	markdown_table,
+	open_site,
 	profile_table,
 	write_results,
 )
@@ -770,12 +769,6 @@ def main() -> int:
 	parser.add_argument("--quick", action="store_true", help="1,000 units, 2 scans: a smoke run")
 	parser.add_argument("--moto-python", help="a Python with moto (default: see common.moto_server_command)")
 	args = parser.parse_args()
-	bench, site = bench_and_site(parser, args)
-	if not bench:
-		parser.error("needs --bench and --site (or MEMORA_BENCH and MEMORA_SITE)")
-	if not shutil.which("rclone"):
-		print("rclone is not installed (Debian: apt-get install rclone)", file=sys.stderr)
-		return 2
 	low, _, high = args.body_kb.partition("-")
 	args.body_kb = (int(low), int(high or low))
 	sizes = [1000] if args.quick else [int(s) for s in args.sizes.split(",")]
@@ -783,16 +776,9 @@ def main() -> int:
 	def repeat(n: int) -> int:
 		return args.repeat or (2 if args.quick or n >= 50_000 else 3)
 
-	# A stop asked for (SIGTERM, SIGINT) still deletes what we made and restores the settings.
-	signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-	signal.signal(signal.SIGINT, signal.default_int_handler)
-	frappe.init(site=site, sites_path=str(bench / "sites"))
-	frappe.connect()
-	frappe.set_user("Administrator")
+	bench, site = open_site(parser, args)
 	from memora_storage import scans
-	from memora_storage.demo import ensure_content_doctypes
 
-	ensure_content_doctypes()
 	if args.deep and "deep" not in inspect.signature(scans.enqueue).parameters:
 		parser.error("--deep: this version of the app has no deep scan")
 	workdir = Path(tempfile.mkdtemp(prefix="bench_import."))

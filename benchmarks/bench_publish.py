@@ -68,10 +68,10 @@ import frappe
 
 from benchmarks.common import (
 	add_bench_arguments,
-	bench_and_site,
 	filesystem_of,
 	markdown_table,
 	moto_server_command,
+	open_site,
 	percentile,
 	profile_table,
 	write_results,
@@ -1290,25 +1290,10 @@ def main() -> int:
 	parser.add_argument("--quick", action="store_true", help="sizes 300, 10 edits: a smoke run")
 	parser.add_argument("--moto-python", help="a Python with moto (default: see common.moto_server_command)")
 	args = parser.parse_args()
-	bench, site = bench_and_site(parser, args)
-	if not bench:
-		parser.error("needs --bench and --site (or MEMORA_BENCH and MEMORA_SITE)")
-	if not shutil.which("rclone"):
-		print("rclone is not installed (Debian: apt-get install rclone)", file=sys.stderr)
-		return 2
 	sizes = [300] if args.quick else [int(s) for s in args.sizes.split(",")]
 	edits = 10 if args.quick else args.edits
 	relink_size = args.relink_size or max(sizes)
-
-	# A stop asked for (SIGTERM, SIGINT) still deletes what we made and restores the settings.
-	signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-	signal.signal(signal.SIGINT, signal.default_int_handler)
-	frappe.init(site=site, sites_path=str(bench / "sites"))
-	frappe.connect()
-	frappe.set_user("Administrator")
-	from memora_storage.demo import ensure_content_doctypes
-
-	ensure_content_doctypes()
+	bench, site = open_site(parser, args)
 	results_app = {"app_at_start": app_fingerprint()}
 	workdir = Path(tempfile.mkdtemp(prefix="bench_publish."))
 	run = Run(args, bench, site, workdir)

@@ -139,6 +139,31 @@ def bench_and_site(
 	return bench, args.site
 
 
+def open_site(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Path, str]:
+	"""The bench and site of a publishing benchmark (rclone is its anchor), connected as Administrator
+	with the demo's content DocTypes. A stop asked for (SIGTERM, SIGINT) raises, so the caller's
+	cleanup still deletes what it made and restores the settings."""
+	import shutil
+	import signal
+
+	import frappe
+
+	bench, site = bench_and_site(parser, args)
+	if not bench:
+		parser.error("needs --bench and --site (or MEMORA_BENCH and MEMORA_SITE)")
+	if not shutil.which("rclone"):
+		parser.exit(2, "rclone is not installed (Debian: apt-get install rclone)\n")
+	signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+	signal.signal(signal.SIGINT, signal.default_int_handler)
+	frappe.init(site=site, sites_path=str(bench / "sites"))
+	frappe.connect()
+	frappe.set_user("Administrator")
+	from memora_storage.demo import ensure_content_doctypes
+
+	ensure_content_doctypes()
+	return bench, site
+
+
 def write_results(name: str, results: dict[str, Any], table: str | None = None) -> Path:
 	"""Save `results` with the machine info to RESULTS_DIR/<name>.json; print the table if given."""
 	RESULTS_DIR.mkdir(parents=True, exist_ok=True)
