@@ -145,7 +145,7 @@ def record_writes(written: list[Written]) -> set[str]:
 		return set()
 	rows = _locked_rows([result.path for result, *_ in written])
 	now = now_datetime()
-	states, left, new_rows, queued_any = {}, set(), {}, False
+	states, left, new_rows, updates, queued_any = {}, set(), {}, {}, False
 	for result, doctype, name, parent_path in written:
 		row = rows.get(row_name(result.path))
 		values = {
@@ -171,13 +171,14 @@ def record_writes(written: list[Written]) -> set[str]:
 		if not on_cdn and not queued:
 			values.update(_queued("Upload", row))
 		if row:
-			_update(row.name, values, now)
+			updates[row.name] = values
 		else:
 			new_rows[result.path] = values
 		states[result.path] = delivery_hash.state(on_cdn, result.sha256)
 		queued_any |= not on_cdn
 		if row and is_on_cdn(row.sync_status, row.sha256, row.synced_sha256, row.local_status) and not on_cdn:
 			left.add(result.path)
+	_update_many(updates, now)
 	_insert(new_rows, now)
 	delivery_hash.mark(states)
 	if queued_any:
@@ -197,14 +198,24 @@ def _locked_rows(paths: list[str]) -> dict[str, frappe._dict]:
 	return {row.name: row for row in rows}
 
 
-def _update(name: str, values: dict, now: datetime.datetime) -> None:
-	"""`frappe.db.set_value` without its document-cache clearing: no Content File is read from the cache."""
-	values = {**values, "modified": now, "modified_by": frappe.session.user}
-	frappe.db.sql(
-		f"update `tabContent File` set {', '.join(f'`{field}` = %({field})s' for field in values)}"
-		" where name = %(__name)s",
-		{**values, "__name": name},
-	)
+def _update_many(updates: dict[str, dict], now: datetime.datetime) -> None:
+	"""Rows set to their values, one statement per set of fields (plain SQL, as `frappe.db.set_value`
+	without its document-cache clearing: no Content File is read from the cache). An edit of ten
+	Units in one commit costs one statement, not ten."""
+	groups: dict[tuple[str, ...], list[str]] = {}
+	for name, values in updates.items():
+		groups.setdefault(tuple(values), []).append(name)
+	user = frappe.session.user
+	for fields, names in groups.items():
+		cases, params = [], []
+		for field in fields:
+			cases.append(f"`{field}` = case `name`{' when %s then %s' * len(names)} end")
+			params += [value for name in names for value in (name, updates[name][field])]
+		frappe.db.sql(
+			f"update `tabContent File` set {', '.join(cases)}, `modified` = %s, `modified_by` = %s"
+			f" where `name` in ({', '.join(['%s'] * len(names))})",
+			[*params, now, user, *names],
+		)
 
 
 def _insert(new_rows: dict[str, dict], now: datetime.datetime) -> None:

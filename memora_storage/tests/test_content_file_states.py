@@ -190,7 +190,7 @@ class TestContentFileStates(FrappeTestCase):
 		freed = self.row(old)
 		self.assertEqual((freed.sync_status, freed.attempts), ("Pending", 0))  # a crash is no failure
 		self.assertEqual(self.row(recent).sync_status, "Syncing")
-		due = [row for row in content_files.due(now_datetime(), 1000) if row.path == old]
+		due = [row for row in content_files.due(now_datetime(), 1_000_000) if row.path == old]
 		self.assertEqual(content_files.may_be_stored(due), {old})
 		again = self.claimed(old)
 		outcomes, _ = content_files.finish(
