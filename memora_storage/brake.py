@@ -56,19 +56,21 @@ def _objects(cdn: CdnBucket) -> int:
 	return count
 
 
-def drain_rows(cdn: CdnBucket, rows: list[frappe._dict]) -> list[frappe._dict]:
-	"""The due rows a drain pass may send: all of them, unless the rows waiting to be deleted on the
-	CDN (those not confirmed) are more than the threshold; then only uploads and confirmed deletes,
-	and the others are listed in a Deletion Brake report once."""
-	if not any(row.sync_operation == "Delete" for row in rows):
-		return rows
+def deletes_allowed(cdn: CdnBucket) -> set[str] | None:
+	"""The paths a drain pass may delete on the CDN: None for all, unless the rows waiting to be
+	deleted there (those not confirmed) are more than the threshold; then only the confirmed ones,
+	and the others are listed in a Deletion Brake report once. Uploads always go: the held deletes
+	are left out of the pass's query, so however many wait they never stand in front of an upload."""
+	pending = content_files.pending_deletes()
+	if not pending:
+		return None
 	confirmed = {path.decode() for path in frappe.cache.smembers(frappe.cache.make_key(CONFIRMED))}
-	waiting = [path for path in content_files.pending_deletes() if path not in confirmed]
+	waiting = [path for path in pending if path not in confirmed]
 	limit = limit_for(len(waiting), cdn)
 	if limit is None:
-		return rows
+		return None
 	_hold(DRAIN, waiting, limit)
-	return [row for row in rows if row.sync_operation != "Delete" or row.path in confirmed]
+	return confirmed
 
 
 def deleted(paths: list[str]) -> None:

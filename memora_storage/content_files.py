@@ -368,11 +368,20 @@ def drain_running():
 # Sync transitions: the drain ---------------------------------------------------------------------
 
 
-def due(now: datetime.datetime, limit: int) -> list[frappe._dict]:
-	"""Pending rows whose next attempt is due, oldest first."""
+def due(now: datetime.datetime, limit: int, deletes: set[str] | None = None) -> list[frappe._dict]:
+	"""Pending rows whose next attempt is due, oldest first; with `deletes`, of the deletes only those
+	of these paths (the others held by the deletion brake)."""
+	filters = {"sync_status": "Pending", "next_attempt_at": ["<=", now]}
+	or_filters = None
+	if deletes is not None:
+		if deletes:
+			or_filters = {"sync_operation": "Upload", "path": ["in", sorted(deletes)]}
+		else:
+			filters["sync_operation"] = "Upload"
 	return frappe.get_all(
 		DOCTYPE,
-		filters={"sync_status": "Pending", "next_attempt_at": ["<=", now]},
+		filters=filters,
+		or_filters=or_filters,
 		fields=CLAIM_FIELDS,
 		order_by="next_attempt_at asc",
 		limit=limit,

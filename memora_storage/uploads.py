@@ -78,7 +78,7 @@ def run_pass(cdn: CdnBucket, now: datetime.datetime | None = None) -> dict[str, 
 	# A caller's `now` (a test's clock ahead of time) never hides rows written since, due at once.
 	due_at = max(now, now_datetime())
 	content_files.free_stuck()  # a dead drain's rows go with this pass, not a minute later
-	ready = brake.drain_rows(cdn, _ready(content_files.due(due_at, PASS_LIMIT)))
+	ready = _ready(content_files.due(due_at, PASS_LIMIT, deletes=brake.deletes_allowed(cdn)))
 	rows = content_files.claim(ready, due_at)
 	if not rows:
 		return counts

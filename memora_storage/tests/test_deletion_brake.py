@@ -4,6 +4,7 @@ folder delete above the threshold waits the same way; a change of Key Prefix del
 
 import unittest
 from concurrent.futures import ThreadPoolExecutor
+from unittest.mock import patch
 
 import frappe
 from frappe.utils import now_datetime
@@ -125,6 +126,35 @@ class TestDeletionBrake(ContentTestCase):
 		uploads.drain()
 		self.assertEqual(self.keys(f"{PREFIX}/{folder}"), set())
 		self.assertEqual(content_files.pending_deletes(), [])
+
+	def test_uploads_go_past_more_held_deletes_than_a_pass_takes(self):
+		"""Deletes held by the brake are older than any upload due after them: were they in the pass's
+		query, a pass of PASS_LIMIT rows would hold only them, and no upload would ever go."""
+		self.use(deletion_brake=2)
+		paths = [f"units/brake-held-{self.tag}-{n}.json" for n in range(6)]
+		for path in paths:
+			data = canonical.dumps({"p": path})
+			content_files.record_write(WriteResult(path, canonical.sha256(data), len(data), True), None, None)
+		rows = content_files.claim(
+			[frappe._dict(name=content_files.row_name(p)) for p in paths], now_datetime()
+		)
+		content_files.finish(
+			rows, {row.path: (row.sha256, None) for row in rows}, now_datetime(), lambda *a: False
+		)
+		for path in paths:
+			content_files.record_removal(path, is_folder=False)
+		frappe.db.commit()
+		new = f"units/brake-new-{self.tag}.json"
+		content_files.record_write(self.store.write(new, canonical.dumps({"new": 1})), "Unit", "new")
+		frappe.db.commit()
+
+		with patch.object(uploads, "PASS_LIMIT", 4):
+			uploads.drain()
+		self.assertEqual(
+			frappe.db.get_value("Content File", content_files.row_name(new), "sync_status"), "Synced"
+		)
+		self.assertIn(f"{PREFIX}/{new}", self.keys())
+		self.assertEqual(sorted(content_files.pending_deletes()), sorted(paths))  # still held
 
 	def test_changing_the_key_prefix_or_bucket_deletes_nothing(self):
 		keys = [f"{PREFIX}/units/k{n}.json" for n in range(5)]
