@@ -37,6 +37,10 @@ class TestDeletionBrake(ContentTestCase):
 		frappe.db.commit()
 		frappe.cache.delete_value(brake.CONFIRMED)
 
+	def tearDown(self) -> None:
+		self.use()  # the brake back to its default for the suites that follow
+		super().tearDown()
+
 	def use(self, **values) -> None:
 		use_endpoint(S3_ENDPOINT, self.bucket, **{"key_prefix": PREFIX, "deletion_brake": 0, **values})
 

@@ -60,6 +60,7 @@ class TestOutageDrill(ContentTestCase):
 			local_fallback_mode=int(fallback),
 			local_domain=self.base,
 			key_prefix=KEY_PREFIX,
+			deletion_brake=0,  # the default: the drill's deletes are far below it
 		)
 
 	def rows(self, **filters) -> list[frappe._dict]:
