@@ -374,17 +374,7 @@ class ImportRun(Run):
 					self.site, tag, files, since, guard, timeout=4 * 3600, poll=self.args.poll
 				)
 			except Stalled as e:
-				log(f"STALLED {e}")
-				diagnosis = self.diagnose(tag, mark, 0, time.monotonic() - since)
-				self.worker.kill()
-				return {
-					"tag": tag,
-					**counts,
-					"import": imported,
-					"completed": False,
-					"stalled": str(e),
-					**diagnosis,
-				}
+				return self.stalled(e, tag, mark, since, **counts, **{"import": imported})
 		end = self.moto.mark()
 		self.check_settings(f"N={n} drain")
 		if synced["first_synced_s"] < ready_s:

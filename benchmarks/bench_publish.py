@@ -727,17 +727,7 @@ class Run:
 		try:
 			synced = wait_synced(self.site, tag, n, since, lambda: self.check_settings(f"N={n} sync", tag, n))
 		except Stalled as e:
-			log(f"STALLED {e}")
-			diagnosis = self.diagnose(tag, mark, 0, time.monotonic() - since)
-			self.worker.kill()
-			return {
-				"tag": tag,
-				"files": n,
-				"import_s": import_s,
-				"completed": False,
-				"stalled": str(e),
-				**diagnosis,
-			}
+			return self.stalled(e, tag, mark, since, files=n, import_s=import_s)
 		end = self.moto.mark()
 		self.worker.stop()
 		self.check_settings(f"N={n} sync", tag, n)
@@ -869,6 +859,13 @@ class Run:
 			self.worker.wait_ready()
 		wait_synced(self.site, tag, n, time.monotonic(), lambda: self.check_settings("re-import", tag, n))
 		return tag
+
+	def stalled(self, error: Stalled, tag: str, mark, since: float, **fields) -> dict:
+		"""A drain that stopped making progress: what was seen then, with the worker killed."""
+		log(f"STALLED {error}")
+		diagnosis = self.diagnose(tag, mark, 0, time.monotonic() - since)
+		self.worker.kill()
+		return {"tag": tag, **fields, "completed": False, "stalled": str(error), **diagnosis}
 
 	def diagnose(self, tag: str, moto_mark: int, log_mark: int, seconds: float) -> dict:
 		"""Why publishing got stuck: row states, files whose bytes differ from their row, what the
