@@ -15,7 +15,7 @@ the caller must report it rather than count it as already right.
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -121,27 +121,29 @@ def switch(data: bytes, changes: dict[str, str]) -> bytes | None:
 	string value (after the space or newline `canonical.dumps` puts before every value), never a key.
 	None where a render must decide: an `old` that is not there while its `new` is not either."""
 	for old, new in changes.items():
-		data, found = _replace_value(data, _json_text(old), _json_text(new))
-		if not found and not _replace_value(data, _json_text(new), b"")[1]:
-			return None
+		old_text, new_text = _json_text(old), _json_text(new)
+		found = list(_values(data, old_text))
+		if not found:
+			if next(_values(data, new_text), None) is None:
+				return None
+			continue  # linked here already
+		parts, start = [], 0
+		for at in found:
+			parts += [data[start:at], new_text]
+			start = at + len(old_text)
+		data = b"".join([*parts, data[start:]])
 	return data
 
 
-def _replace_value(data: bytes, old: bytes, new: bytes) -> tuple[bytes, int]:
-	"""`data` with the string values `old` (JSON text, quotes included) replaced by `new`, and how many;
-	found by bytes.find, which a pattern starting with a look-behind would make ten times slower."""
-	parts, start, found, at = [], 0, 0, data.find(old)
+def _values(data: bytes, text: bytes) -> Iterator[int]:
+	"""Where `text` (JSON text, quotes included) stands as a whole string value in `data`: found by
+	bytes.find, which a pattern starting with a look-behind would make ten times slower."""
+	at = data.find(text)
 	while at >= 0:
-		end = at + len(old)
+		end = at + len(text)
 		if at and data[at - 1] in b" \n" and data[end : end + 1] != b":":
-			parts += [data[start:at], new]
-			start = end
-			found += 1
-		at = data.find(old, end)
-	if not found:
-		return data, 0
-	parts.append(data[start:])
-	return b"".join(parts), found
+			yield at
+		at = data.find(text, end)
 
 
 def _json_text(value: str) -> bytes:
