@@ -7,6 +7,7 @@ alert. A job that the scheduler runs has nobody to tell and reports nothing.
 """
 
 import time
+from collections.abc import Callable
 
 import frappe
 from frappe import _
@@ -41,6 +42,11 @@ class Task:
 			{"percent": 100.0 * done / total, "title": self.title, "description": description},
 			user=self.user,
 		)
+
+	def counter(self, description: str, steps_after: int = 0) -> Callable[[int, int], None]:
+		"""An `on_progress(done, total)` for work counted in items: `description` formats done and total;
+		`steps_after` steps follow the count, so its end does not close the dialog."""
+		return lambda done, total: self.progress(done, total + steps_after, description.format(done, total))
 
 	def done(
 		self, message: str, indicator: str = "green", doctype: str | None = None, name: str | None = None

@@ -113,9 +113,7 @@ def _run(full: bool, deep: bool, scope: str, task: progress.Task) -> "frappe.Doc
 		ctx,
 		render=deep,
 		# one step more than the records: regenerating and saving come after
-		on_progress=lambda done, total: task.progress(
-			done, total + 1, _("Records read: {0} of {1}").format(done, total)
-		),
+		on_progress=task.counter(_("Records read: {0} of {1}"), steps_after=1),
 	)
 	if since is None:
 		report = full_scan(store.root, expected, record_tz=record_tz, read_files=deep)
@@ -135,9 +133,7 @@ def _run(full: bool, deep: bool, scope: str, task: progress.Task) -> "frappe.Doc
 			found["missing"],
 			store,
 			ctx,
-			on_progress=lambda done, total: task.progress(
-				done, total + 1, _("Missing files regenerated: {0} of {1}").format(done, total)
-			),
+			on_progress=task.counter(_("Missing files regenerated: {0} of {1}"), steps_after=1),
 		)
 	pending = content_files.pending_write_errors()  # after regenerating: a failed one is pending now
 	problems = [

@@ -252,20 +252,13 @@ class ContentStore:
 			results[item.path] = FileOperationError("write", item.path, error)
 
 		folders: dict[str, int | None] = {}
-		staged: list[_Staged] = []
 		with ExitStack() as held:
-			for path in sorted(files):  # the lock order
-				try:
-					item = self._stage_write(path, files[path], held, folders)
-				except Exception as e:
-					results[path] = FileOperationError(
-						"write", path, self._explain(e) if isinstance(e, OSError) else e
-					)
-					continue
-				if isinstance(item, WriteResult):
-					results[path] = item
-				else:
-					staged.append(item)
+			staged = self._stage_all(
+				sorted(files),  # the lock order
+				lambda path: self._stage_write(path, files[path], held, folders),
+				results,
+				lambda path, e: FileOperationError("write", path, e),
+			)
 			position = {path: i for i, path in enumerate(files)}
 			staged.sort(key=lambda item: position[item.path])  # renamed in the order given
 			asides: list[str | None] = []
@@ -280,16 +273,30 @@ class ContentStore:
 					fail(item, self._explain(e))
 					continue
 				renamed.setdefault(item.folder, []).append(item)
-			for folder, items in renamed.items():
-				try:
-					os.fsync(folder)
-				except OSError as e:
-					for item in items:  # replaced, but not known to survive a power cut: the caller retries
-						fail(item, e)
-					continue
-				for item in items:
-					results[item.path] = WriteResult(item.path, item.digest.result(), len(item.data), True)
+			for item in _sync_folders(renamed, fail):
+				results[item.path] = WriteResult(item.path, item.digest.result(), len(item.data), True)
 		return [results[path] for path in files]
+
+	def _stage_all(
+		self,
+		paths: list[str],
+		stage: Callable[[str], "_Staged | WriteResult | RewriteResult"],
+		results: dict,
+		failed: Callable[[str, BaseException], "FileOperationError | RewriteResult"],
+	) -> list["_Staged"]:
+		"""Stage each path in the order given (the lock order): the files to write; `results` takes the rest."""
+		staged = []
+		for path in paths:
+			try:
+				item = stage(path)
+			except Exception as e:
+				results[path] = failed(path, self._explain(e) if isinstance(e, OSError) else e)
+				continue
+			if isinstance(item, _Staged):
+				staged.append(item)
+			else:
+				results[path] = item
+		return staged
 
 	def _stage_write(
 		self, path: str, data: bytes, held: ExitStack, folders: dict[str, int | None]
@@ -380,48 +387,34 @@ class ContentStore:
 		before_commit: Callable[[list["RewriteResult"]], None] | None,
 	) -> list["RewriteResult"]:
 		results: dict[str, RewriteResult] = {}
-		staged: list[_Staged] = []
 		folders: dict[str, int | None] = {}
+
+		def fail(item: _Staged, error: BaseException) -> None:
+			results[item.path] = _failed("write", item.path, error, item.old_sha256)
+
 		with ExitStack() as held:
-			for path in batch:  # sorted: the lock order
-				try:
-					item = self._stage(path, transform, held, folders)
-				except Exception as e:
-					results[path] = _failed(
-						"rewrite", path, self._explain(e) if isinstance(e, OSError) else e
-					)
-					continue
-				if isinstance(item, RewriteResult):
-					results[path] = item
-				else:
-					staged.append(item)
-			staged = self._write_staged(
-				staged,
-				lambda item, e: results.__setitem__(
-					item.path, _failed("write", item.path, e, item.old_sha256)
-				),
-				held,
+			staged = self._stage_all(
+				batch,  # sorted: the lock order
+				lambda path: self._stage(path, transform, held, folders),
+				results,
+				lambda path, e: _failed("rewrite", path, e),
 			)
+			staged = self._write_staged(staged, fail, held)
 			for item in staged:
 				results[item.path] = RewriteResult(
 					item.path, item.old_sha256, item.digest.result(), len(item.data), changed=True
 				)
 			if before_commit and staged:
 				before_commit([results[item.path] for item in staged])
-			renamed: dict[int, list[str]] = {}
+			renamed: dict[int, list[_Staged]] = {}
 			for item in staged:
 				try:
 					os.replace(item.tmp, item.name, dst_dir_fd=item.folder)
 				except OSError as e:
-					results[item.path] = _failed("write", item.path, self._explain(e), item.old_sha256)
+					fail(item, self._explain(e))
 					continue
-				renamed.setdefault(item.folder, []).append(item.path)
-			for folder, names in renamed.items():
-				try:
-					os.fsync(folder)
-				except OSError as e:
-					for path in names:  # replaced, but not known to survive a power cut: the caller retries
-						results[path] = _failed("write", path, e, results[path].old_sha256)
+				renamed.setdefault(item.folder, []).append(item)
+			_sync_folders(renamed, fail)
 		return [results[path] for path in batch]
 
 	def _stage(
@@ -434,12 +427,8 @@ class ContentStore:
 		"""Lock `path` for the batch and read and transform it: a result if it stays as it is."""
 		validate_relpath(path)
 		held.enter_context(self.lock(path))
-		relative, _, name = path.rpartition("/")
-		if relative not in folders:
-			folders[relative] = folder = self._open_folder(path)
-			if folder is not None:
-				held.callback(os.close, folder)
-		folder = folders[relative]
+		folder = self._batch_folder(path, held, folders)
+		name = path.rpartition("/")[2]
 		if folder is None or self._current(folder, name, path) is None:
 			return RewriteResult(path, missing=True)
 		data = _read_at(folder, name)
@@ -827,6 +816,22 @@ class _Digest:
 def _failed(operation: str, path: str, cause: BaseException, old_sha256: str | None = None) -> RewriteResult:
 	error = cause if isinstance(cause, FileOperationError) else FileOperationError(operation, path, cause)
 	return RewriteResult(path, old_sha256, error=error)
+
+
+def _sync_folders(
+	renamed: dict[int, list[_Staged]], fail: Callable[[_Staged, BaseException], None]
+) -> list[_Staged]:
+	"""fsync each folder after its renames: the files now durable; `fail` hears of the others."""
+	synced = []
+	for folder, items in renamed.items():
+		try:
+			os.fsync(folder)
+		except OSError as e:
+			for item in items:  # replaced, but not known to survive a power cut: the caller retries
+				fail(item, e)
+			continue
+		synced += items
+	return synced
 
 
 def _same_bytes(folder: int, name: str, data: bytes) -> bool:

@@ -76,9 +76,7 @@ class ContentHealthReport(Document):
 		with progress.Task(_("Resync"), user=frappe.session.user) as task:
 			count = verification.resync(
 				self,
-				on_progress=lambda done, total: task.progress(
-					done, total, _("Files read: {0} of {1}").format(done, total)
-				),
+				on_progress=task.counter(_("Files read: {0} of {1}")),
 			)
 			task.done(
 				_("{0} content files queued for the CDN.").format(count), doctype=self.doctype, name=self.name
@@ -90,9 +88,7 @@ class ContentHealthReport(Document):
 		with progress.Task(_("Delete Orphans"), user=frappe.session.user) as task:
 			counts = scans.delete_orphans(
 				self,
-				on_progress=lambda done, total: task.progress(
-					done, total, _("Files checked: {0} of {1}").format(done, total)
-				),
+				on_progress=task.counter(_("Files checked: {0} of {1}")),
 			)
 			task.done(
 				_(
