@@ -167,18 +167,24 @@ def test_a_transform_that_raises_or_bytes_that_are_not_json_fail_alone(content_s
 	assert content_store.read(subject_path(2)) == subject(LOCAL, 2, "v2")
 
 
+def space_asked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+	"""From now on, the space each call of the disk guard asks for, in order."""
+	calls: list[int] = []
+	real = disk.ensure_space
+
+	def counted(root, min_free_percent, needed=0):
+		calls.append(needed)
+		return real(root, min_free_percent, needed)
+
+	monkeypatch.setattr(disk, "ensure_space", counted)
+	return calls
+
+
 def test_the_disk_guard_runs_once_per_batch_for_its_total(
 	content_store: ContentStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
 	files = populate(content_store, 7)
-	asked = []
-	real = disk.ensure_space
-
-	def counted(root, min_free_percent, needed=0):
-		asked.append(needed)
-		return real(root, min_free_percent, needed)
-
-	monkeypatch.setattr(disk, "ensure_space", counted)
+	asked = space_asked(monkeypatch)
 	batches = list(content_store.rewrite_batches(files, to_local, batch_size=3))
 	assert [len(batch) for batch in batches] == [3, 3, 1]
 	sizes = [len(subject(LOCAL, n, "v2")) for n in range(7)]
@@ -189,14 +195,7 @@ def test_rewrite_many_works_in_batches_of_the_size_asked(
 	content_store: ContentStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
 	files = populate(content_store, 7)
-	asked = []
-	real = disk.ensure_space
-
-	def counted(root, min_free_percent, needed=0):
-		asked.append(needed)
-		return real(root, min_free_percent, needed)
-
-	monkeypatch.setattr(disk, "ensure_space", counted)
+	asked = space_asked(monkeypatch)
 	results = content_store.rewrite_many(files, to_local, batch_size=3)
 	assert [r.path for r in results] == sorted(files) and all(r.changed for r in results)
 	assert len(asked) == 3  # one guard per batch: 3 + 3 + 1

@@ -8,7 +8,7 @@ import json
 import frappe
 import requests
 
-from memora_storage.tests.utils import ContentTestCase, set_cdn_settings, start_dev_server
+from memora_storage.tests.utils import ContentTestCase, dev_server_for, set_cdn_settings
 
 API = "/api/method/memora_storage.api"
 
@@ -17,9 +17,7 @@ class TestApiOverHttp(ContentTestCase):
 	@classmethod
 	def setUpClass(cls) -> None:
 		super().setUpClass()
-		cls.server, cls.base = start_dev_server()
-		cls.addClassCleanup(cls.server.wait)
-		cls.addClassCleanup(cls.server.kill)
+		cls.base = dev_server_for(cls)
 
 	def setUp(self) -> None:
 		super().setUp()

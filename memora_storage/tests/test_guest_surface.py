@@ -24,7 +24,7 @@ from memora_storage.tests.test_published_fields import (
 	remove_test_fields,
 	secret_values,
 )
-from memora_storage.tests.utils import S3_KEYS, ContentTestCase, set_cdn_settings, start_dev_server
+from memora_storage.tests.utils import S3_KEYS, ContentTestCase, dev_server_for, set_cdn_settings
 from memora_storage.utils.paths import prev_path
 
 API = "/api/method/memora_storage.api"
@@ -49,9 +49,7 @@ class TestGuestSurface(ContentTestCase):
 		super().setUpClass()
 		add_test_fields()
 		cls.addClassCleanup(remove_test_fields)
-		cls.server, cls.base = start_dev_server()
-		cls.addClassCleanup(cls.server.wait)
-		cls.addClassCleanup(cls.server.kill)
+		cls.base = dev_server_for(cls)
 		cls.static_bases = [cls.base]
 		if find_nginx():
 			prefix = tempfile.mkdtemp(prefix="memora-guest-nginx-")

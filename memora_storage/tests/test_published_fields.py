@@ -15,7 +15,7 @@ import requests
 from frappe.custom.doctype.custom_field.custom_field import create_custom_fields
 
 from memora_storage import content_map, jobs, meta_changes, publishing, settings
-from memora_storage.tests.utils import ContentTestCase, set_cdn_settings, start_dev_server
+from memora_storage.tests.utils import ContentTestCase, dev_server_for, set_cdn_settings
 
 STEP_DOCTYPE = "Memora Test Unit Step"
 UNIT_FIELDS = [
@@ -89,9 +89,7 @@ class TestPublishedFields(ContentTestCase):
 		super().setUpClass()
 		add_test_fields()
 		cls.addClassCleanup(remove_test_fields)
-		cls.server, cls.base = start_dev_server()
-		cls.addClassCleanup(cls.server.wait)
-		cls.addClassCleanup(cls.server.kill)
+		cls.base = dev_server_for(cls)
 
 	def setUp(self) -> None:
 		super().setUp()

@@ -200,15 +200,20 @@ def start_dev_server() -> tuple[subprocess.Popen, str]:
 	raise RuntimeError("the dev server did not start within 60 s")
 
 
+def dev_server_for(test_class) -> str:
+	"""`start_dev_server` for a test class, stopped when the class is done: its base URL."""
+	process, base = start_dev_server()
+	test_class.addClassCleanup(stop, process)
+	return base
+
+
 def serve_site_files(test_class) -> tuple[str, bool]:
 	"""This site's files over HTTP for a test class: nginx with bench's static rule
 	(memora_storage/tests/nginx.py), or the dev server where nginx is missing. (base URL, by nginx)."""
 	from memora_storage.tests.nginx import Nginx, find_nginx
 
 	if not find_nginx():
-		process, base = start_dev_server()
-		test_class.addClassCleanup(stop, process)
-		return base, False
+		return dev_server_for(test_class), False
 	prefix = tempfile.mkdtemp(prefix="memora-test-nginx-")
 	test_class.addClassCleanup(shutil.rmtree, prefix, ignore_errors=True)
 	server = Nginx(os.path.abspath(frappe.local.sites_path), frappe.local.site, prefix).start()
