@@ -75,15 +75,18 @@ def content_type_of(doc) -> ContentType | None:
 	return get_content_map().get(doc.doctype)
 
 
-def path_of(content_type: ContentType, doc) -> str | None:
+def path_of(content_type: ContentType, doc, remember: bool = True) -> str | None:
 	"""The content path of a document or a row carrying the fields its path rule names.
 
 	None while a field of the rule other than the name is empty (a Subject without a Plan): such a
-	document has no place on disk until it is filled. Unsafe values raise InvalidPathError.
+	document has no place on disk until it is filled. Unsafe values raise InvalidPathError. A scan,
+	asking once per record, passes `remember=False`: the bounded cache would only churn.
 	"""
 	values = tuple((name, doc.get(name)) for name in content_type.path_fields)
 	if any(not value for name, value in values if name != "name"):
 		return None
+	if not remember:
+		return paths.render_path(content_type.path, dict(values))
 	return _render_path(content_type.path, values)
 
 

@@ -31,7 +31,7 @@ from frappe.utils import get_datetime, get_system_timezone, now_datetime
 from memora_storage import content_files, jobs, json_rows, progress, publishing, reports, settings
 from memora_storage.content_map import ContentType, path_of
 from memora_storage.utils import disk, paths
-from memora_storage.utils.scan import ExpectedFile, full_scan, incremental_scan
+from memora_storage.utils.scan import ExpectedFile, NaiveTimes, full_scan, incremental_scan
 from memora_storage.utils.store import ContentStore, FileOperationError
 
 SCOPES = ("Hourly", "Full", "Manual")
@@ -199,7 +199,8 @@ class ExpectedRecords:
 	and no query is open while a chunk is judged. With renders, each RENDER_BATCH records are loaded
 	in one query per DocType (`publishing.load_documents`) and rendered before they are judged. A
 	record whose name cannot be a path (`path_of` refuses it) is listed in `refused` instead.
-	`on_progress(read, total)` hears of every record read.
+	`on_progress(read, total)` hears of every record read. `modified` is handed on as a timestamp,
+	read in the System Settings time zone once per minute of text (`NaiveTimes`).
 	"""
 
 	def __init__(
@@ -212,6 +213,7 @@ class ExpectedRecords:
 		self.render = render
 		self.on_progress = on_progress
 		self.refused: list[frappe._dict] = []
+		self.times = NaiveTimes(ZoneInfo(get_system_timezone()))
 
 	def __iter__(self) -> Iterator[ExpectedFile]:
 		doctypes = [doctype for doctype in self.ctx.content_map if frappe.db.table_exists(doctype)]
@@ -249,7 +251,7 @@ class ExpectedRecords:
 		"""The record's file, or None: its name cannot be a path (refused), or it has none yet."""
 		name = values["name"]
 		try:
-			path = path_of(content_type, values)
+			path = path_of(content_type, values, remember=False)
 		except paths.InvalidPathError as e:
 			fields = {key: value or "" for key, value in values.items() if key not in ("name", "modified")}
 			self.refused.append(
@@ -266,7 +268,7 @@ class ExpectedRecords:
 		modified = values["modified"]
 		return ExpectedFile(
 			path=path,
-			modified=datetime.datetime.fromisoformat(modified) if modified else None,
+			modified=self.times(modified) if modified else None,
 			content=_content(rendered.get(name, MissingRecord())) if self.render else None,
 			reference_doctype=content_type.doctype,
 			reference_name=name,

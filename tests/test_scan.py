@@ -9,12 +9,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from memora_storage.utils import canonical, paths
 from memora_storage.utils.paths import InvalidPathError, validate_relpath
-from memora_storage.utils.scan import ExpectedFile, HealthReport, full_scan, incremental_scan
+from memora_storage.utils.scan import ExpectedFile, HealthReport, NaiveTimes, full_scan, incremental_scan
 from memora_storage.utils.store import ContentStore
 
 PLANS = 40
@@ -545,3 +546,45 @@ def test_a_metadata_scan_closes_every_folder_it_opened(tree: Tree) -> None:
 	with pytest.raises(RuntimeError, match="went away"):
 		scan(tree, failing(), read_files=False)
 	assert open_fds() == before
+
+
+@pytest.mark.parametrize(
+	"zone", ["UTC", "Asia/Kolkata", "America/New_York", "Australia/Lord_Howe", "Europe/Dublin"]
+)
+def test_naive_times_agree_with_a_whole_conversion_across_offset_changes(zone: str) -> None:
+	"""Each text's timestamp is its own conversion's, through DST gaps and folds (New York's 1 and
+	8 March, Lord Howe's half-hour shift, Dublin's negative DST) and after the minute cache is cleared."""
+	tz = ZoneInfo(zone)
+	times = NaiveTimes(tz, minutes=50)
+	rng = random.Random(zone)
+	start = datetime.datetime(2026, 1, 1)
+	texts = []
+	for day in range(0, 365, 3):
+		for hour in (0, 1, 2, 3, 12, 23):
+			moment = start + datetime.timedelta(days=day, hours=hour, minutes=rng.randrange(60))
+			moment = moment.replace(
+				second=rng.randrange(60), microsecond=rng.choice([0, rng.randrange(10**6)])
+			)
+			texts.append(str(moment))
+	for fixed in ("2026-03-08 02:30:00.5", "2026-11-01 01:30:59", "2026-04-05 01:45:00.000001"):
+		texts.append(fixed)
+	for text in texts + texts[::7]:  # again, some from the cache, after more than 50 minutes were seen
+		whole = datetime.datetime.fromisoformat(text).replace(tzinfo=tz).timestamp()
+		assert times(text) == pytest.approx(whole, abs=1e-6), text
+
+
+def test_naive_times_parse_other_shapes_whole() -> None:
+	times = NaiveTimes(ZoneInfo("Asia/Kolkata"))
+	kolkata = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
+	assert times("2026-12-07 10:00:00") == datetime.datetime(2026, 12, 7, 10, tzinfo=kolkata).timestamp()
+	assert (
+		times("2026-12-07T10:00:00+00:00")
+		== datetime.datetime(2026, 12, 7, 10, tzinfo=datetime.timezone.utc).timestamp()
+	)
+	assert times("2026-12-07 10:00") == datetime.datetime(2026, 12, 7, 10, tzinfo=kolkata).timestamp()
+	assert (
+		times("2026-12-07 10:00:07.25")
+		== datetime.datetime(2026, 12, 7, 10, tzinfo=kolkata).timestamp() + 7.25
+	)
+	with pytest.raises(ValueError):
+		times("2026-12-07 10:00:0x")

@@ -445,6 +445,33 @@ def _timestamp(value: datetime.datetime | float | None, tz: datetime.tzinfo | No
 	return float(value)
 
 
+class NaiveTimes:
+	"""POSIX timestamps of naive 'YYYY-MM-DD HH:MM:SS[.ffffff]' texts read in one time zone (as a
+	database hands out `modified`), for scans: the zone's offset is worked out once per minute of
+	text, since offsets change on whole minutes, so records saved in the same minute (an import's)
+	cost a dict lookup each. A text of another shape is parsed whole."""
+
+	def __init__(self, tz: datetime.tzinfo | None, minutes: int = 4096):
+		self.tz = tz
+		self.limit = minutes
+		self._minutes: dict[str, float] = {}
+
+	def __call__(self, text: str) -> float:
+		minute, second = text[:16], text[17:]
+		if not (
+			text[16:17] == ":"
+			and second[:2].isdigit()
+			and (len(second) == 2 or (second[2] == "." and second[3:].isdigit()))
+		):
+			return _timestamp(datetime.datetime.fromisoformat(text), self.tz)
+		start = self._minutes.get(minute)
+		if start is None:
+			if len(self._minutes) >= self.limit:
+				self._minutes.clear()
+			start = self._minutes[minute] = _timestamp(datetime.datetime.fromisoformat(minute), self.tz)
+		return start + float(second)
+
+
 def _parent(path: str) -> str:
 	return path.rpartition("/")[0]
 
