@@ -232,6 +232,25 @@ def test_a_failed_sync_replaces_nothing(content_store: ContentStore, monkeypatch
 	assert temps(content_store) == []
 
 
+def test_a_folder_that_cannot_be_synced_fails_its_files(
+	content_store: ContentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+	"""Renamed, but not known to survive a power cut: each is reported failed, with its old version."""
+	files = populate(content_store, 3)
+	real_fsync = os.fsync
+
+	def broken(fd: int) -> None:
+		if os.path.isdir(f"/proc/self/fd/{fd}"):
+			raise OSError(errno.EIO, "Input/output error")
+		real_fsync(fd)
+
+	monkeypatch.setattr(os, "fsync", broken)
+	results = content_store.rewrite_many(files, to_local)
+	assert [r.path for r in results] == sorted(files)
+	assert [(r.error.operation, r.error.errno) for r in results] == [("write", errno.EIO)] * 3
+	assert [r.old_sha256 for r in results] == [canonical.sha256(files[path]) for path in sorted(files)]
+
+
 def test_locks_are_held_through_a_batch_and_released_before_it_is_yielded(tmp_path: Path) -> None:
 	store = ContentStore(tmp_path / "content", tmp_path / "locks")
 	files = populate(store, 4)

@@ -221,3 +221,128 @@ def test_files_are_renamed_in_the_order_given(
 	results = content_store.write_many(files)
 	assert [r.path for r in results] == list(files)
 	assert renamed == [path.rpartition("/")[2] for path in files]
+
+
+def test_every_batch_answers_for_its_files(content_store: ContentStore) -> None:
+	"""Batches of one file and of two: each file's result comes back, in the order given."""
+	files = {unit_path(n): unit(n, "v1") for n in (4, 0, 3, 1, 2)}
+	for batch_size in (1, 2):
+		results = content_store.write_many(files, batch_size=batch_size)
+		assert [r.path for r in results] == list(files)
+		assert [r.changed for r in results] == [batch_size == 1] * len(files)
+	assert all(content_store.read(path) == data for path, data in files.items())
+
+
+def _failing_on(monkeypatch: pytest.MonkeyPatch, name: str, call: int, error: int) -> None:
+	"""os.`name` raises `error` on its `call`-th call with a `dst_dir_fd` or none, the others run."""
+	real = getattr(os, name)
+	calls = []
+
+	def failing(*args, **kwargs):
+		calls.append(args)
+		if len(calls) == call:
+			raise OSError(error, os.strerror(error))
+		return real(*args, **kwargs)
+
+	monkeypatch.setattr(os, name, failing)
+
+
+def test_a_temp_file_that_cannot_be_written_fails_alone(
+	content_store: ContentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+	content_store.write(unit_path(1), unit(1, "v1"))
+	files = {unit_path(n): unit(n, "v2") for n in range(4)}
+	real_write_temp = ContentStore._write_temp
+	calls = []
+
+	def write_temp(self, data, digest, sync=True):
+		calls.append(data)
+		if len(calls) == 2:  # unit 1's, the second in the order given
+			raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+		return real_write_temp(self, data, digest, sync)
+
+	monkeypatch.setattr(ContentStore, "_write_temp", write_temp)
+	results = content_store.write_many(files)
+	failed = results[1]
+	assert isinstance(failed, FileOperationError)
+	assert (failed.operation, failed.path, failed.errno) == ("write", unit_path(1), errno.ENOSPC)
+	assert [r.changed for n, r in enumerate(results) if n != 1] == [True, True, True]
+	assert [content_store.read(unit_path(n)) == unit(n, "v2") for n in range(4)] == [True, False, True, True]
+	assert temps(content_store) == []
+
+
+def test_a_file_that_cannot_be_renamed_fails_alone(
+	content_store: ContentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+	files = {unit_path(n): unit(n, "v1") for n in range(4)}
+	_failing_on(monkeypatch, "replace", 2, errno.EIO)
+	results = content_store.write_many(files)
+	assert isinstance(results[1], FileOperationError)
+	assert (results[1].operation, results[1].errno) == ("write", errno.EIO)
+	assert [r.changed for n, r in enumerate(results) if n != 1] == [True, True, True]
+	assert not content_store.exists(unit_path(1))
+	assert temps(content_store) == []
+
+
+def test_a_folder_that_cannot_be_synced_fails_its_files_only(
+	content_store: ContentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+	"""Its files are renamed but not known to be durable: the caller hears they failed, and retries."""
+	files = {unit_path(n): unit(n, "v1") for n in range(2)}
+	files["plans/P/manifest.json"] = b"{}\n"
+	_failing_on(monkeypatch, "fsync", 1, errno.EIO)  # the first folder synced: units/
+	results = content_store.write_many(files)
+	assert [type(r) for r in results] == [FileOperationError, FileOperationError, WriteResult]
+	assert [(r.operation, r.path, r.errno) for r in results[:2]] == [
+		("write", unit_path(0), errno.EIO),
+		("write", unit_path(1), errno.EIO),
+	]
+	assert results[2].changed
+
+
+def test_a_refused_batch_makes_no_folder(
+	content_store: ContentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+	content_store.write(unit_path(0), unit(0, "v1"))
+	status = disk.DiskStatus(str(content_store.root), total=1000, free=10)
+
+	def full(root, pct, needed=0):
+		raise disk.DiskSpaceLowError(status, pct, needed)
+
+	monkeypatch.setattr(disk, "ensure_space", full)
+	content_store.write_many({"plans/New/manifest.json": b"{}\n", unit_path(1): unit(1, "v1")})
+	assert not (content_store.root / "plans").exists()
+
+
+def test_a_folder_where_the_file_should_be_fails_with_eisdir(content_store: ContentStore) -> None:
+	(content_store.root / unit_path(0)).mkdir(parents=True)
+	for write in (
+		lambda: content_store.write_many({unit_path(0): b"{}\n"})[0],
+		lambda: content_store.rewrite_many([unit_path(0)], lambda path, data: b"{}\n")[0].error,
+	):
+		failed = write()
+		assert isinstance(failed, FileOperationError) and failed.errno == errno.EISDIR
+		assert "not a regular file" in str(failed)
+	assert (content_store.root / unit_path(0)).is_dir()
+
+
+def test_a_link_to_a_file_in_the_root_is_compared_through(content_store: ContentStore) -> None:
+	"""A symlink inside the root is followed to judge whether the bytes changed; one out of it is refused."""
+	content_store.write(unit_path(1), unit(1, "v1"))
+	link = content_store.root / unit_path(0)
+	link.symlink_to(paths.file_path(content_store.root, unit_path(1)).name)
+	result = content_store.write_many({unit_path(0): unit(1, "v1")})[0]
+	assert isinstance(result, WriteResult) and not result.changed and link.is_symlink()
+	outside = content_store.root.parent / "outside.json"
+	outside.write_bytes(b"{}\n")
+	link.unlink()
+	link.symlink_to(outside)
+	refused = content_store.write_many({unit_path(0): b"{}\n"})[0]
+	assert isinstance(refused, FileOperationError) and "outside the content root" in str(refused)
+	assert outside.read_bytes() == b"{}\n"
+
+
+def test_a_staging_failure_names_the_operation(content_store: ContentStore) -> None:
+	assert content_store.write_many({"../x.json": b"{}\n"})[0].operation == "write"
+	failed = content_store.rewrite_many(["../x.json"], lambda path, data: data)[0]
+	assert failed.error is not None and failed.error.operation == "rewrite"

@@ -149,3 +149,19 @@ def test_a_backup_moves_only_under_its_paths_writer_lock(store: ContentStore) ->
 def test_tidy_of_a_site_without_content_does_nothing(store: ContentStore) -> None:
 	assert store.tidy() == type(store.tidy())()
 	assert not store.root.exists() and not store.private_root.exists()
+
+
+def test_only_names_with_the_temp_prefix_and_suffix_are_temp_files(store: ContentStore) -> None:
+	"""A stale `.x.tmp` goes; `notes.tmp` and `.keep`, as old, are someone else's and stay."""
+	folder = store.root / "units"
+	folder.mkdir(parents=True)
+	names = [
+		f"{paths.TEMP_PREFIX}x{paths.TEMP_SUFFIX}",
+		f"notes{paths.TEMP_SUFFIX}",
+		f"{paths.TEMP_PREFIX}keep",
+	]
+	for name in names:
+		(folder / name).write_bytes(b"{}")
+	time.sleep(0.05)  # older than the age given below
+	assert store.tidy(min_temp_age=0.01).temps == 1
+	assert sorted(os.listdir(folder)) == sorted(names[1:])
