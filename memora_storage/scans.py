@@ -103,9 +103,6 @@ def scan(full: bool = False, scope: str = "Manual", deep: bool = False) -> "frap
 def _run(full: bool, deep: bool, scope: str, task: progress.Task) -> "frappe.Document":
 	started = now_datetime()
 	store = settings.content_store()
-	if full and (tidied := store.tidy()).errors:
-		# `.prev` files that old workers wrote into public during an update, after the patch moved the rest.
-		frappe.log_error(title="memora_storage: .prev files left in public", message="\n".join(tidied.errors))
 	record_tz = ZoneInfo(get_system_timezone())
 	since = None if full else last_scan_start()
 	ctx = publishing.new_context()
@@ -126,6 +123,10 @@ def _run(full: bool, deep: bool, scope: str, task: progress.Task) -> "frappe.Doc
 			sample=SAMPLE_SIZE,
 			record_tz=record_tz,
 		)
+	# Stale temp files of killed writers; the public tree only where the walk saw backups or temp files
+	# there (`.prev` files old workers wrote during an update, after the patch moved the rest).
+	if full and (tidied := store.tidy(public=report.left_behind > 0)).errors:
+		frappe.log_error(title="memora_storage: .prev files left in public", message="\n".join(tidied.errors))
 	found = report.to_dict()  # paths made storable: a name that is not UTF-8 arrives as lone surrogates
 	regenerated = {}
 	if found["missing"] and frappe.get_single("CDN Settings").regenerate_missing_files:

@@ -218,19 +218,24 @@ def test_full_scan_reports_exactly_the_planted_faults(tree: Tree, read_files: bo
 	assert report.orphaned == sorted(report.orphaned)
 
 
-def plant_backups_and_temp_files(tree: Tree, rng: random.Random, missing: set[str]) -> None:
-	"""`.prev` copies (even garbage, even beside missing files or none at all) and writers' temp files."""
+def plant_backups_and_temp_files(tree: Tree, rng: random.Random, missing: set[str]) -> int:
+	"""`.prev` copies (even garbage, even beside missing files or none at all) and writers' temp files;
+	returns how many names a walk of the tree meets that are not content (a dot-folder counts once)."""
+	planted: set[Path] = set()
 	for path in rng.sample([record.path for record in tree.records], 50):
 		target = tree.file(path)
 		if target.parent.is_dir():
+			planted |= {Path(f"{target}.prev"), target.parent / f".{target.name}.a1b2c3d4.tmp"}
 			Path(f"{target}.prev").write_bytes(b"{ not json")
 			(target.parent / f".{target.name}.a1b2c3d4.tmp").write_bytes(b"{ half writ")
 	for path in sorted(missing)[:5]:
 		if tree.file(path).parent.is_dir():
+			planted.add(Path(f"{tree.file(path)}.prev"))
 			Path(f"{tree.file(path)}.prev").write_bytes(b"{}")
 	for name in ("ghost.json.prev", "ghost.json.tmp", ".hidden.json", ".lock"):
-		tree.plant(f"units/{name}")
+		planted.add(tree.root / tree.plant(f"units/{name}"))
 	tree.plant(".staging/plans/x/manifest.json")  # a dot-folder is a temp folder, never content
+	return len(planted) + 1
 
 
 def test_prev_and_temp_files_are_never_reported(tree: Tree) -> None:
@@ -240,12 +245,14 @@ def test_prev_and_temp_files_are_never_reported(tree: Tree) -> None:
 		store.write(record.path, render(record) + b" ")
 	rewritten = {record.path: render(record) + b" " for record in tree.records[:30]}
 	records = [replace(r, content=rewritten[r.path]) if r.path in rewritten else r for r in tree.records]
-	plant_backups_and_temp_files(tree, random.Random(7), set())
+	assert scan(tree, records).left_behind == 0
+	planted = plant_backups_and_temp_files(tree, random.Random(7), set())
 	assert sum(1 for name in os.listdir(tree.root / "units") if name.endswith(".prev")) > 0
 
 	report = scan(tree, records)
 	assert report.ok, report.to_dict(limit=5)
 	assert report.files == 2000
+	assert report.left_behind == planted  # what `ContentStore.tidy` will look at
 
 
 def test_the_private_tree_is_never_scanned(tmp_path: Path) -> None:

@@ -165,3 +165,17 @@ def test_only_names_with_the_temp_prefix_and_suffix_are_temp_files(store: Conten
 	time.sleep(0.05)  # older than the age given below
 	assert store.tidy(min_temp_age=0.01).temps == 1
 	assert sorted(os.listdir(folder)) == sorted(names[1:])
+
+
+def test_without_public_only_private_temp_files_go(store: ContentStore) -> None:
+	"""`public=False` (a scan's walk saw nothing there) leaves the public tree as it is."""
+	old_layout(store, LEGACY)
+	store.write("units/U1.json", b"v1\n")
+	stale = store.private_root / paths.TEMP_DIR / "0123456789abcdef.tmp"
+	stale.write_bytes(b"{ half writ")
+	time.sleep(0.05)
+	before = public_files(store)
+	result = store.tidy(min_temp_age=0.01, public=False)
+	assert (result.moved, result.dropped, result.temps, result.errors) == (0, 0, 1, [])
+	assert not stale.exists()
+	assert public_files(store) == before

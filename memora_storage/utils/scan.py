@@ -95,7 +95,8 @@ class HealthReport:
 
 	`records`: expected records read; `checked`: records whose file was judged; `files` and `folders`:
 	content files seen and folders listed; `recent`: unexpected files too new to call orphans (see
-	DEFAULT_MIN_ORPHAN_AGE). `errors` holds what the scan could not judge: a record with a bad path, a
+	DEFAULT_MIN_ORPHAN_AGE); `left_behind`: names seen that no content file has, such as backups and
+	temp files older writers left in public (`ContentStore.tidy` deals with them). `errors` holds what the scan could not judge: a record with a bad path, a
 	renderer that raised, a folder it could not list.
 	"""
 
@@ -108,6 +109,7 @@ class HealthReport:
 	files: int = 0
 	folders: int = 0
 	recent: int = 0
+	left_behind: int = 0
 	missing: list[Finding] = field(default_factory=list)
 	orphaned: list[str] = field(default_factory=list)
 	stale: list[Finding] = field(default_factory=list)
@@ -279,6 +281,7 @@ class _Scanner:
 			for entry in entries:
 				# No part of a content path is a dot-name or a backup: such folders hold no content either.
 				if not is_content_file(entry.name):
+					self.report.left_behind += 1
 					continue
 				if entry.is_dir(follow_symlinks=False):
 					yield prefix + entry.name, True

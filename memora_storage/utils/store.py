@@ -549,18 +549,21 @@ class ContentStore:
 		finally:
 			os.close(folder)
 
-	def tidy(self, min_temp_age: float = DEFAULT_TEMP_AGE) -> TidyResult:
+	def tidy(self, min_temp_age: float = DEFAULT_TEMP_AGE, public: bool = True) -> TidyResult:
 		"""Move `.prev` files out of the public tree into the private root, and delete stale temp files.
 
 		Writers from before the private root kept `NAME.prev` and their `.NAME.XXXXXXXX.tmp` files beside the
 		content, where a guest could fetch them. Each backup moves under its path's writer lock (the one older
 		writers take too); when the private root already holds a more recent backup, the public one is
 		deleted. Temp files older than `min_temp_age` seconds, public or private, were left by killed writers.
+		`public=False` leaves the public tree unwalked, for a caller whose own walk saw nothing to move there.
 		"""
 		result = TidyResult()
 		cutoff = time.time() - min_temp_age
 		walk = (
-			os.walk(self.root, onerror=lambda e: result.errors.append(_line(e))) if self.root.is_dir() else ()
+			os.walk(self.root, onerror=lambda e: result.errors.append(_line(e)))
+			if public and self.root.is_dir()
+			else ()
 		)
 		for folder, dirs, files in walk:
 			dirs.sort()
