@@ -731,6 +731,30 @@ def goals(results: dict) -> dict:
 	}
 
 
+def scan_only(run: "ImportRun", results: dict, repeat) -> int:
+	"""--scan-only: the scans and the anchor of what the site holds, with the worker's memory."""
+	from memora_storage.content_map import get_content_map
+
+	n = sum(frappe.db.count(doctype) for doctype in get_content_map() if frappe.db.table_exists(doctype))
+	scan = run.scans(n, repeat(n))
+	run.quiesce()
+	results["scan_only"] = {"records": n, "scan": scan}
+	table = markdown_table(
+		["records", "full scan (s, report)", "full scan (s, wall)", "find | sort + SQL (s)", "scan / anchor"],
+		[
+			[
+				f"{n:,}",
+				round(scan["scan_s"], 2),
+				round(scan["scan_wall_s"], 2),
+				round(scan["anchor_s"], 3),
+				round(scan["ratio"], 2),
+			]
+		],
+	)
+	write_results("bench_import_scan", results, table)
+	return 0
+
+
 def main() -> int:
 	parser = argparse.ArgumentParser(
 		description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -757,6 +781,11 @@ def main() -> int:
 		help="also one deep scan per size (every file read, every record rendered), where the app has it",
 	)
 	parser.add_argument("--quick", action="store_true", help="1,000 units, 2 scans: a smoke run")
+	parser.add_argument(
+		"--scan-only",
+		action="store_true",
+		help="only the scans against their anchor, of the content the site holds (no import, no drain)",
+	)
 	parser.add_argument("--moto-python", help="a Python with moto (default: see common.moto_server_command)")
 	args = parser.parse_args()
 	low, _, high = args.body_kb.partition("-")
@@ -784,6 +813,8 @@ def main() -> int:
 		log(f"moto at {run.moto.url}, bucket {run.bucket}; settling the queue")
 		run.wait_quiet("settle")
 		results["settle"] = run.settle()
+		if args.scan_only:
+			return scan_only(run, results, repeat)
 		for n in sizes:
 			size_started = time.monotonic()
 			size = {"publish": run.attempt(f"N={n} import", lambda n=n: run.publish(n))}
