@@ -109,10 +109,13 @@ def test_a_batch_the_disk_guard_refuses_changes_nothing(
 		raise disk.DiskSpaceLowError(status, pct, needed)
 
 	monkeypatch.setattr(disk, "ensure_space", full)
-	results = content_store.write_many({unit_path(n): unit(n, "v2") for n in range(3)})
+	files = {unit_path(n): unit(n, "v2") for n in range(3)}
+	results = content_store.write_many({**files, "plans/New/manifest.json": b"{}\n"})
+	assert len(results) == 4
 	assert all(isinstance(r, FileOperationError) and "the disk is full" in str(r) for r in results)
 	assert content_store.read(unit_path(0)) == unit(0, "v1")
 	assert not content_store.exists(unit_path(1))
+	assert not (content_store.root / "plans").exists()  # no folder made for a file never written
 	assert temps(content_store) == []
 
 
@@ -298,20 +301,6 @@ def test_a_folder_that_cannot_be_synced_fails_its_files_only(
 		("write", unit_path(1), errno.EIO),
 	]
 	assert results[2].changed
-
-
-def test_a_refused_batch_makes_no_folder(
-	content_store: ContentStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-	content_store.write(unit_path(0), unit(0, "v1"))
-	status = disk.DiskStatus(str(content_store.root), total=1000, free=10)
-
-	def full(root, pct, needed=0):
-		raise disk.DiskSpaceLowError(status, pct, needed)
-
-	monkeypatch.setattr(disk, "ensure_space", full)
-	content_store.write_many({"plans/New/manifest.json": b"{}\n", unit_path(1): unit(1, "v1")})
-	assert not (content_store.root / "plans").exists()
 
 
 def test_a_folder_where_the_file_should_be_fails_with_eisdir(content_store: ContentStore) -> None:
