@@ -108,6 +108,7 @@ def _run(full: bool, deep: bool, scope: str, task: progress.Task) -> "frappe.Doc
 	ctx = publishing.new_context()
 	expected = ExpectedRecords(
 		ctx,
+		record_tz,
 		render=deep,
 		# one step more than the records: regenerating and saving come after
 		on_progress=task.counter(_("Records read: {0} of {1}"), steps_after=1),
@@ -201,12 +202,13 @@ class ExpectedRecords:
 	in one query per DocType (`publishing.load_documents`) and rendered before they are judged. A
 	record whose name cannot be a path (`path_of` refuses it) is listed in `refused` instead.
 	`on_progress(read, total)` hears of every record read. `modified` is handed on as a timestamp,
-	read in the System Settings time zone once per minute of text (`NaiveTimes`).
+	read in `record_tz` (System Settings' time zone) once per minute of text (`NaiveTimes`).
 	"""
 
 	def __init__(
 		self,
 		ctx: publishing.RenderContext,
+		record_tz: datetime.tzinfo,
 		render: bool,
 		on_progress: Callable[[int, int], None] | None = None,
 	):
@@ -214,7 +216,7 @@ class ExpectedRecords:
 		self.render = render
 		self.on_progress = on_progress
 		self.refused: list[frappe._dict] = []
-		self.times = NaiveTimes(ZoneInfo(get_system_timezone()))
+		self.times = NaiveTimes(record_tz)
 
 	def __iter__(self) -> Iterator[ExpectedFile]:
 		doctypes = [doctype for doctype in self.ctx.content_map if frappe.db.table_exists(doctype)]
@@ -446,8 +448,9 @@ def delete_orphans(
 	if not orphans:
 		return counts
 	store = settings.content_store()
-	expected = {record.path for record in ExpectedRecords(publishing.new_context(), render=False)}
-	scan_began = get_datetime(report.checked_at).replace(tzinfo=ZoneInfo(get_system_timezone())).timestamp()
+	record_tz = ZoneInfo(get_system_timezone())
+	expected = {record.path for record in ExpectedRecords(publishing.new_context(), record_tz, render=False)}
+	scan_began = get_datetime(report.checked_at).replace(tzinfo=record_tz).timestamp()
 	for done, path in enumerate(orphans, 1):
 		if on_progress:
 			on_progress(done, len(orphans))

@@ -96,8 +96,9 @@ class HealthReport:
 	`records`: expected records read; `checked`: records whose file was judged; `files` and `folders`:
 	content files seen and folders listed; `recent`: unexpected files too new to call orphans (see
 	DEFAULT_MIN_ORPHAN_AGE); `left_behind`: names seen that no content file has, such as backups and
-	temp files older writers left in public (`ContentStore.tidy` deals with them). `errors` holds what the scan could not judge: a record with a bad path, a
-	renderer that raised, a folder it could not list.
+	temp files older writers left in public (`ContentStore.tidy` deals with them). `errors` holds
+	what the scan could not judge: a record with a bad path, a renderer that raised, a folder it
+	could not list.
 	"""
 
 	root: str
