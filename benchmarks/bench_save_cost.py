@@ -28,7 +28,11 @@ script once under pyinstrument and records where its time went.
         --bench BENCH --site APP_SITE --bare-site BARE_SITE [--sizes 500,2000] [--repeat 3]
 
 (or `python -m benchmarks --only save_cost --bench BENCH --site APP_SITE` with MEMORA_BARE_SITE).
-What each run made is deleted afterwards.
+What the runs made is deleted at the end, all at once, never between two runs: on ext4 without a
+journal the kernel will not reuse an inode freed in the last 60 s (300 s while its inode-table block
+is dirty) and steps over each such inode when it allocates one (fs/ext4/ialloc.c, recently_deleted),
+so a run right after deleting its predecessor's thousands of files paid up to 1 ms for each file it
+created: a cost of the benchmark's cleanup, not of a save.
 """
 
 import argparse
@@ -389,7 +393,9 @@ def desk_save(server: Gunicorn, session, name: str, text: str) -> float:
 	return seconds
 
 
-def measure_desk(args: argparse.Namespace, bench: Path, app_site: str, bare_site: str) -> dict:
+def measure_desk(
+	args: argparse.Namespace, bench: Path, app_site: str, bare_site: str, made: list[tuple[str, str]]
+) -> dict:
 	"""p50 and p99 of a Desk save of one Unit in a Subject of `--desk-units` Units, both sites alternating,
 	in two cases: the Unit's current version is local only (not uploaded yet, or the CDN is off), so
 	its Subject's listing cannot change; and it is on the CDN, as after a drain, so the save takes it
@@ -399,6 +405,7 @@ def measure_desk(args: argparse.Namespace, bench: Path, app_site: str, bare_site
 	names = {}
 	for kind, site in sites.items():
 		run_child(site, "cleanup", tag)
+		made.append((site, tag))
 		names[kind] = run_child(site, "desk-setup", tag, args.desk_units, args.body_bytes)["units"]
 	cases = {}
 	rng = random.Random(5)
@@ -430,8 +437,6 @@ def measure_desk(args: argparse.Namespace, bench: Path, app_site: str, bare_site
 	finally:
 		marker.stdin.close()
 		marker.wait(60)
-		for site in sites.values():
-			run_child(site, "cleanup", tag)
 	return {**cases["local"], "on_cdn": cases["cdn"], "units_in_subject": args.desk_units}
 
 
@@ -476,9 +481,10 @@ class Script:
 		return json.loads(output.strip().splitlines()[-1])
 
 
-def measure(args: argparse.Namespace, app_site: str, bare_site: str) -> dict:
+def measure(args: argparse.Namespace, app_site: str, bare_site: str, made: list[tuple[str, str]]) -> dict:
 	"""Both sites run the script in lockstep: each step (one commit) on one site then the other, in
-	alternating order, so a neighbour's burst of load hits both alike."""
+	alternating order, so a neighbour's burst of load hits both alike. `made` takes each run's (site,
+	tag), for the cleanup at the end."""
 	sizes = [int(size) for size in args.sizes.split(",")]
 	runs: dict[int, dict[str, list[dict]]] = {}
 	sites = {"bare": bare_site, "app": app_site}
@@ -518,7 +524,7 @@ def measure(args: argparse.Namespace, app_site: str, bare_site: str) -> dict:
 			for kind, site in sites.items():
 				totals[kind]["check"] = scripts[kind].finish().get("check")
 				totals[kind]["load_before"], totals[kind]["load_after"] = load, load_average()
-				run_child(site, "cleanup", tags[kind])
+				made.append((site, tags[kind]))
 				runs[size][kind].append(totals[kind])
 			bare, app = totals["bare"], totals["app"]
 			log(
@@ -596,16 +602,19 @@ def main() -> int:
 	app = run_child(app_site, "setup")
 	if not app["with_app"]:
 		parser.error(f"{app_site} does not have memora_storage installed")
+	made: list[tuple[str, str]] = []
 	try:
-		runs = measure(args, app_site, args.bare_site) if args.sizes else {}
-		desk = measure_desk(args, bench, app_site, args.bare_site) if args.desk_saves else None
+		runs = measure(args, app_site, args.bare_site, made) if args.sizes else {}
+		desk = measure_desk(args, bench, app_site, args.bare_site, made) if args.desk_saves else None
 		profile = None
 		if args.profile:
 			tag = f"scprof{os.getpid() % 10000}"
 			run_child(app_site, "cleanup", tag)
+			made.append((app_site, tag))
 			profile = run_child(app_site, "profile", tag, args.profile, args.body_bytes)
-			run_child(app_site, "cleanup", tag)
 	finally:
+		for site, tag in made:
+			run_child(site, "cleanup", tag)
 		run_child(app_site, "restore", restore=app["cdn_before"])
 	rows, met = summarise(runs)
 	table = (
