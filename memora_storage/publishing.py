@@ -352,7 +352,7 @@ def write_documents(
 	for key in renders:
 		if key[0] in ctx.content_map:
 			levels.setdefault(_depth(key[0], ctx), {})[key] = None
-	batch = _Batch(rendered={key for level in levels.values() for key in level})
+	batch = _Batch(requested={key for level in levels.values() for key in level})
 	while levels:
 		depth = max(levels)
 		keys = list(levels.pop(depth))
@@ -385,7 +385,7 @@ class _Batch:
 	owners: dict[str, Document] = field(default_factory=dict)
 	failures: list[tuple[str, Document, Exception]] = field(default_factory=list)  # renders that raised
 	foreseen: set[str] = field(default_factory=set)  # leaving the CDN, their parents rendered already
-	rendered: set[tuple[str, str]] = field(default_factory=set)  # asked for: always rendered
+	requested: set[tuple[str, str]] = field(default_factory=set)  # asked for: always rendered
 	# Parents to follow children that left the CDN: each link to move, from the CDN to here.
 	switches: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 	parent_paths: dict[tuple[str, str | None], str | None] = field(default_factory=dict)
@@ -472,7 +472,7 @@ def _render_into(
 		if not (parent := parent_of(ctx.content_map[owner.doctype], owner)):
 			continue
 		parents.append(parent)
-		if parent not in batch.rendered:
+		if parent not in batch.requested:
 			here = delivery_hash.Delivery(on_cdn=False, sha256=digests[path])
 			batch.switches.setdefault(parent, {})[urls.link_url(path, ctx.url_settings, states[path])] = (
 				urls.link_url(path, ctx.url_settings, here)
