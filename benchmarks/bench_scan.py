@@ -49,7 +49,7 @@ import pymysql.cursors
 
 from benchmarks.common import RESULTS_DIR, filesystem_of, markdown_table, write_results
 from memora_storage.utils import canonical
-from memora_storage.utils.scan import ExpectedFile, HealthReport, full_scan, incremental_scan
+from memora_storage.utils.scan import ExpectedFile, HealthReport, NaiveTimes, full_scan, incremental_scan
 
 DATABASE = "memora_bench_scan"
 # The MariaDB login, set by main() from the --db-* options (defaults: the MEMORA_DB_* variables).
@@ -145,7 +145,9 @@ def load_tables(size: int, rows: list[tuple]) -> None:
 
 def expected_from_db(conn: pymysql.connections.Connection, size: int) -> Iterator[ExpectedFile]:
 	"""Records as the Frappe layer feeds them (`memora_storage.json_rows.chunks`, `scans.ExpectedRecords`):
-	chunks of 10,000 rows as JSON arrays built by MariaDB, paths formatted from the rules."""
+	chunks of 10,000 rows as JSON arrays built by MariaDB, paths formatted from the rules, `modified`
+	read once per minute of text (`NaiveTimes`)."""
+	times = NaiveTimes(None)
 	for doctype, rule in PATH_RULES.items():
 		columns = ("name", "plan", "modified") if doctype == "Subject" else ("name", "modified")
 		fields = ", ".join(columns)
@@ -162,8 +164,9 @@ def expected_from_db(conn: pymysql.connections.Connection, size: int) -> Iterato
 			chunk = json.loads(data) if data else []
 			for row in chunk:
 				values = dict(zip(columns, row, strict=True))
-				modified = datetime.datetime.fromisoformat(values["modified"])
-				yield ExpectedFile(rule.format(**values), modified, None, doctype, values["name"])
+				yield ExpectedFile(
+					rule.format(**values), times(values["modified"]), None, doctype, values["name"]
+				)
 			if len(chunk) < CHUNK:
 				break
 			last = chunk[-1][0]
