@@ -495,6 +495,7 @@ def measure(args: argparse.Namespace, app_site: str, bare_site: str, made: list[
 			tags = {kind: f"sc{os.getpid() % 10000}{r}{kind[0]}{size}" for kind in sites}
 			for kind, site in sites.items():
 				run_child(site, "cleanup", tags[kind])
+				made.append((site, tags[kind]))  # cleaned at the end even if the run fails
 			scripts = {kind: Script(site, tags[kind], args.body_bytes) for kind, site in sites.items()}
 			totals = {
 				kind: {
@@ -521,10 +522,9 @@ def measure(args: argparse.Namespace, app_site: str, bare_site: str, made: list[
 				if subjects >= 50 and i % 10 == 9:  # a long run says how it goes
 					bare, app = totals["bare"], totals["app"]
 					log(f"{size} units, step {i + 1}/{len(script)}: {bare} vs {app}")
-			for kind, site in sites.items():
+			for kind in sites:
 				totals[kind]["check"] = scripts[kind].finish().get("check")
 				totals[kind]["load_before"], totals[kind]["load_after"] = load, load_average()
-				made.append((site, tags[kind]))
 				runs[size][kind].append(totals[kind])
 			bare, app = totals["bare"], totals["app"]
 			log(
