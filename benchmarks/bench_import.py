@@ -40,6 +40,7 @@ fit in the bench's Python: see `common.moto_server_command` (--moto-python overr
 """
 
 import argparse
+import contextlib
 import cProfile
 import inspect
 import io
@@ -87,6 +88,7 @@ from benchmarks.bench_publish import (
 	wait_synced,
 )
 from benchmarks.common import (
+	PySpy,
 	add_bench_arguments,
 	filesystem_of,
 	markdown_table,
@@ -273,6 +275,22 @@ def _status(pid: int) -> dict[str, int]:
 # The run ------------------------------------------------------------------------------------------
 
 
+def machine_state(moto) -> dict:
+	"""What else the machine is busy with before a timed scan or anchor: the load, InnoDB's backlog
+	of old row versions still to purge (a drain rewrites every Content File row), and moto's memory."""
+	try:
+		history = frappe.db.sql(
+			"select `count` from information_schema.innodb_metrics where name = 'trx_rseg_history_len'"
+		)[0][0]
+	except Exception:
+		history = None  # the site's login lacks the PROCESS privilege
+	return {
+		"load_1m": os.getloadavg()[0],
+		"innodb_history_length": history,
+		"moto_rss_mb": round(psutil.Process(moto.process.pid).memory_info().rss / MB),
+	}
+
+
 def files_under(root: Path) -> int:
 	return sum(len(files) for _, _, files in os.walk(root))
 
@@ -415,7 +433,7 @@ class ImportRun(Run):
 		log(f"N={n}: {json.dumps({k: v for k, v in result.items() if not isinstance(v, list | dict)})}")
 		return {"tag": tag, **result}
 
-	def scan_once(self, n: int, deep: bool = False) -> dict:
+	def scan_once(self, n: int, deep: bool = False, spy: bool = False) -> dict:
 		"""The full scan as the nightly cron queues it, run by the worker: its report's duration and
 		the wall clock until the report exists, with the worker's RSS meanwhile. Queued by hand, not
 		by `nightly`, so that the kind of scan does not hang on the day of the week (a deep scan,
@@ -426,7 +444,10 @@ class ImportRun(Run):
 		frappe.db.rollback()
 		before = set(frappe.get_all(reports.DOCTYPE, pluck="name"))
 		fields = [f for f in REPORT_FIELDS if f == "name" or frappe.get_meta(reports.DOCTYPE).has_field(f)]
-		with TreeSampler(self.worker.process.pid, SCAN_SAMPLE_S) as sampler:
+		state = machine_state(self.moto)
+		pid = self.worker.process.pid
+		spied = PySpy(pid, self.workdir / f"scan-{n}.py-spy.txt") if spy else contextlib.nullcontext()
+		with TreeSampler(pid, SCAN_SAMPLE_S) as sampler, spied:
 			started = time.monotonic()
 			if deep:
 				scans.enqueue(full=True, deep=True, scope="Full")
@@ -467,6 +488,8 @@ class ImportRun(Run):
 			),
 			"summary": report.summary,
 			"rss": sampler.summary(),
+			"state_before": state,
+			**({"py_spy": spied.summary(under="execute_job")} if spy else {}),
 		}
 
 	def scans(self, n: int, repeat: int) -> dict:
@@ -479,13 +502,14 @@ class ImportRun(Run):
 			order = ("anchor", "scan") if i % 2 == 0 else ("scan", "anchor")
 			for what in order:
 				if what == "scan":
-					runs.append(self.scan_once(n))
+					runs.append(self.scan_once(n, spy=self.args.py_spy and not runs))
 					log(
 						f"N={n} scan {i + 1}/{repeat}: {runs[-1]['duration_s']:.2f} s in the report, "
 						f"{runs[-1]['wall_s']:.2f} s wall; {runs[-1]['summary']}"
 					)
 				else:
-					anchors.append(anchor(self.store.root))
+					state = machine_state(self.moto)
+					anchors.append({**anchor(self.store.root), "state_before": state})
 					log(f"N={n} anchor {i + 1}/{repeat}: {anchors[-1]['seconds']:.2f} s")
 		scan_s = statistics.median(r["duration_s"] for r in runs)
 		anchor_s = statistics.median(a["seconds"] for a in anchors)
@@ -653,6 +677,17 @@ def report(results: dict) -> str:
 			parts.append(
 				profile_table(f"{kind} scan of {prof['files']:,} files in one process under cProfile", prof)
 			)
+	for size in results["sizes"]:
+		for run in (size.get("scan") or {}).get("runs", []):
+			if spy := run.get("py_spy"):
+				parts.append(
+					f"Scan of {size['publish']['files']:,} files in the worker's job, py-spy: "
+					f"{spy['seconds']:.2f} s sampled\n\n"
+					+ markdown_table(
+						["function (with what it called)", "s"],
+						[[f, s] for f, s in spy["top_inclusive"][:25]],
+					)
+				)
 	if results["interference"]:
 		parts.append("Interference: " + "; ".join(results["interference"]))
 	return "\n\n".join(parts)
@@ -774,6 +809,11 @@ def main() -> int:
 		"--profile",
 		action="store_true",
 		help="also profile one full scan per size in-process (cProfile), and one deep scan with --deep",
+	)
+	parser.add_argument(
+		"--py-spy",
+		action="store_true",
+		help="also record the worker with py-spy through each size's first scan (py-spy on PATH or beside Python)",
 	)
 	parser.add_argument(
 		"--deep",

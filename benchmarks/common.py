@@ -12,7 +12,11 @@ import json
 import math
 import os
 import platform
+import shutil
+import signal
+import subprocess
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -98,6 +102,64 @@ def profile_table(title: str, profile: dict[str, Any], rows: int = 15) -> str:
 			for t in profile["top_cumulative"][:rows]
 		],
 	)
+
+
+class PySpy:
+	"""py-spy sampling a process and its children (a worker's forked jobs) while the block runs, for
+	work that happens in another process, where cProfile cannot follow it. Idle frames (waiting on a
+	socket, such as a query's answer) are kept: they are part of the job's time. `summary()` names the
+	functions with the most samples, by themselves and with what they called."""
+
+	RATE = 200  # samples per second
+
+	def __init__(self, pid: int, output: str | os.PathLike):
+		self.pid = pid
+		self.output = Path(output)
+		self.process: subprocess.Popen | None = None
+
+	def __enter__(self) -> "PySpy":
+		program = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+		self.process = subprocess.Popen(
+			[
+				*(program, "record", "--pid", str(self.pid), "--subprocesses", "--idle", "--nonblocking"),
+				*("--rate", str(self.RATE), "--format", "raw", "--output", str(self.output)),
+			],
+			stdout=subprocess.DEVNULL,
+			stderr=subprocess.PIPE,
+		)
+		return self
+
+	def __exit__(self, *exc) -> None:
+		self.process.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
+		_, stderr = self.process.communicate(timeout=60)
+		if not self.output.exists():
+			raise RuntimeError(f"py-spy wrote nothing: {stderr.decode(errors='replace').strip()}")
+
+	def summary(self, under: str = "", rows: int = 20) -> dict[str, Any]:
+		"""Seconds by function, self and inclusive, over the stacks that pass through `under` (a
+		function name such as 'execute_job'; all stacks when empty)."""
+		own: Counter = Counter()
+		inclusive: Counter = Counter()
+		total = 0
+		for line in self.output.read_text(errors="replace").splitlines():
+			stack, _, count = line.rpartition(" ")
+			# The first frame names the process ("process PID:COMMAND"): a job's pid differs every run.
+			frames = [frame.strip() for frame in stack.split(";")[1:]]
+			if not frames or not count.isdigit():
+				continue
+			if under and not any(frame.startswith(under + " ") for frame in frames):
+				continue
+			samples = int(count)
+			total += samples
+			own[frames[-1]] += samples
+			for frame in set(frames):
+				inclusive[frame] += samples
+		seconds = lambda samples: round(samples / self.RATE, 3)  # noqa: E731
+		return {
+			"seconds": seconds(total),
+			"top_self": [[frame, seconds(n)] for frame, n in own.most_common(rows)],
+			"top_inclusive": [[frame, seconds(n)] for frame, n in inclusive.most_common(rows * 2)],
+		}
 
 
 def _is_number(value: Any) -> bool:
