@@ -137,7 +137,7 @@ class PySpy:
 
 	def summary(self, under: str = "", rows: int = 20) -> dict[str, Any]:
 		"""Seconds by function, self and inclusive, over the stacks that pass through `under` (a
-		function name such as 'execute_job'; all stacks when empty)."""
+		function name such as 'execute_job', from which the stacks are read; all stacks when empty)."""
 		own: Counter = Counter()
 		inclusive: Counter = Counter()
 		total = 0
@@ -147,8 +147,11 @@ class PySpy:
 			frames = [frame.strip() for frame in stack.split(";")[1:]]
 			if not frames or not count.isdigit():
 				continue
-			if under and not any(frame.startswith(under + " ") for frame in frames):
-				continue
+			if under:
+				start = next((i for i, frame in enumerate(frames) if frame.startswith(under + " ")), None)
+				if start is None:
+					continue
+				frames = frames[start:]  # what ran it (the worker's loop) is the same in every stack
 			samples = int(count)
 			total += samples
 			own[frames[-1]] += samples
