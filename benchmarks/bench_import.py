@@ -63,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import frappe
 import psutil
+import pymysql
 
 from benchmarks.bench_publish import (
 	GOAL_RATIO,
@@ -278,17 +279,30 @@ def _status(pid: int) -> dict[str, int]:
 def machine_state(moto) -> dict:
 	"""What else the machine is busy with before a timed scan or anchor: the load, InnoDB's backlog
 	of old row versions still to purge (a drain rewrites every Content File row), and moto's memory."""
-	try:
-		history = frappe.db.sql(
-			"select `count` from information_schema.innodb_metrics where name = 'trx_rseg_history_len'"
-		)[0][0]
-	except Exception:
-		history = None  # the site's login lacks the PROCESS privilege
 	return {
 		"load_1m": os.getloadavg()[0],
-		"innodb_history_length": history,
+		"innodb_history_length": _innodb_history_length(),
 		"moto_rss_mb": round(psutil.Process(moto.process.pid).memory_info().rss / MB),
 	}
+
+
+def _innodb_history_length() -> int | None:
+	"""Read with the PROCESS privilege, which a site's login lacks: as the server's root, with the
+	password in MEMORA_DB_ROOT_PASSWORD (empty by default, as on a local test server); None if refused."""
+	try:
+		connection = pymysql.connect(
+			host=frappe.conf.db_host or "127.0.0.1",
+			port=int(frappe.conf.db_port or 3306),
+			user="root",
+			password=os.environ.get("MEMORA_DB_ROOT_PASSWORD", ""),
+		)
+	except pymysql.MySQLError:
+		return None
+	with connection, connection.cursor() as cursor:
+		cursor.execute(
+			"select `count` from information_schema.innodb_metrics where name = 'trx_rseg_history_len'"
+		)
+		return cursor.fetchone()[0]
 
 
 def files_under(root: Path) -> int:
