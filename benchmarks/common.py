@@ -129,10 +129,10 @@ class PySpy:
 		)
 		return self
 
-	def __exit__(self, *exc) -> None:
+	def __exit__(self, exc_type, *exc) -> None:
 		self.process.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
 		_, stderr = self.process.communicate(timeout=60)
-		if not self.output.exists():
+		if exc_type is None and not self.output.exists():  # never hide the block's own error
 			raise RuntimeError(f"py-spy wrote nothing: {stderr.decode(errors='replace').strip()}")
 
 	def summary(self, under: str = "", rows: int = 20) -> dict[str, Any]:

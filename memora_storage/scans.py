@@ -199,9 +199,9 @@ class ExpectedRecords:
 
 	Rows are read in chunks from Frappe's index on `modified` (`json_rows.chunks`), so memory does not
 	grow with the records, the documents themselves are not read, and no query is open while a chunk
-	is judged. With renders, each RENDER_BATCH records are loaded
-	in one query per DocType (`publishing.load_documents`) and rendered before they are judged. A
-	record whose name cannot be a path (`path_of` refuses it) is listed in `refused` instead.
+	is judged. With renders, each RENDER_BATCH records are loaded in one query per DocType
+	(`publishing.load_documents`) and rendered before they are judged. A record whose name cannot be
+	a path (`path_of` refuses it) is listed in `refused` instead.
 	`on_progress(read, total)` hears of every record read. `modified` is handed on as a timestamp,
 	read in `record_tz` (System Settings' time zone) once per minute of text (`NaiveTimes`).
 	"""
