@@ -79,6 +79,46 @@ def test_one_sync_and_one_fsync_per_folder_per_batch(
 	assert (len(syncs), len(fsyncs)) == (0, 2)  # the temp file, then its folder
 
 
+def test_a_new_folder_is_looked_for_and_made_once_per_batch(
+	content_store: ContentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+	"""An import's Subject brings a folder of a thousand new Units: resolving that missing folder once
+	per file cost a realpath (a lstat per component) each, half of a 500-Unit insert's writes."""
+	resolved = []
+	real_file_path = store_module.file_path
+	monkeypatch.setattr(
+		store_module, "file_path", lambda root, path: resolved.append(path) or real_file_path(root, path)
+	)
+	files = {f"plans/P/subjects/S/units/U{n}.json": unit(n, "v1") for n in range(50)}
+	files["plans/P/subjects/S.json"] = b"[]\n"
+
+	results = content_store.write_many(files)
+
+	# Each missing folder: once found missing, once made.
+	assert len(resolved) == 4, resolved
+	assert all(r.changed for r in results)
+	assert all(content_store.read(path) == data for path, data in files.items())
+
+
+def test_a_symlinked_folder_pointing_outside_fails_each_of_its_files(
+	tmp_path: Path, content_store: ContentStore
+) -> None:
+	outside = tmp_path / "outside"
+	(outside / "P").mkdir(parents=True)
+	content_store.root.mkdir(parents=True, exist_ok=True)
+	(content_store.root / "plans").symlink_to(outside, target_is_directory=True)
+	files = {f"plans/{plan}/subjects/S{n}.json": b"[]\n" for plan in ("P", "Q") for n in range(3)}
+	files[unit_path(1)] = unit(1, "v1")
+
+	results = content_store.write_many(files)
+
+	for result in results[:-1]:
+		assert isinstance(result, FileOperationError) and "outside the content root" in str(result)
+	assert results[-1].changed and content_store.read(unit_path(1)) == unit(1, "v1")
+	assert [p.name for p in outside.rglob("*")] == ["P"]
+	assert temps(content_store) == []
+
+
 def test_a_file_whose_folder_denies_the_write_fails_alone(content_store: ContentStore) -> None:
 	content_store.write("plans/Locked/manifest.json", b"{}\n")
 	files = {unit_path(n): unit(n, "v1") for n in range(3)}

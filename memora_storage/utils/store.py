@@ -314,9 +314,12 @@ class ContentStore:
 	def _batch_folder(
 		self, path: str, held: ExitStack, folders: dict[str, int | None], make: bool = False
 	) -> int | None:
-		"""The open public folder of `path`, one descriptor per folder and batch; made if `make`."""
+		"""The open public folder of `path`, one descriptor per folder and batch; made if `make`.
+
+		A folder found missing is remembered as None, so the files of a new folder look for it once.
+		"""
 		relative = path.rpartition("/")[0]
-		if folders.get(relative) is None:
+		if relative not in folders or (make and folders[relative] is None):
 			folder = self._make_folder(path) if make else self._open_folder(path)
 			if folder is not None:
 				held.callback(os.close, folder)
