@@ -512,11 +512,23 @@ def lock_held_by_other_process(store: ContentStore) -> Iterator[None]:
 def test_writer_lock_is_held_across_processes(
 	tmp_path: Path, store: ContentStore, lock_held_by_other_process
 ) -> None:
-	store.write("units/other.json", b"other paths are not blocked\n")
+	"""The lock is the folder's: the other files of PATH's folder wait too, other folders do not."""
+	store.write("units/other.json", b"other folders are not blocked\n")
+	store.write("plans/P1/subjects/S1.json", b"nor are the folders below\n")
 	blocked = ContentStore(store.root, store.lock_dir, lock_timeout=0.2)
-	with pytest.raises(FileOperationError, match=re.escape(f"could not lock content file {PATH!r}")):
-		blocked.write(PATH, b"must wait\n")
-	assert not (store.root / PATH).exists()
+	for path in (PATH, "plans/P1/other.json"):
+		with pytest.raises(FileOperationError, match=re.escape(f"could not lock content file {path!r}")):
+			blocked.write(path, b"must wait\n")
+		assert not (store.root / path).exists()
+
+
+def test_one_lock_file_per_folder(store: ContentStore) -> None:
+	"""A new path makes no lock file of its own: an import's thousand Units of a Subject make one."""
+	store.write_many({f"plans/P1/subjects/S1/units/U{n}.json": b"{}\n" for n in range(40)})
+	store.write_many({f"plans/P1/subjects/S{n}.json": b"[]\n" for n in range(3)})
+	store.write(PATH, b"{}\n")
+	store.write("root.json", b"{}\n")
+	assert len(list(store.lock_dir.iterdir())) == 4  # .../units, plans/P1/subjects, plans/P1, the root
 
 
 def test_lock_is_free_again_after_the_holder_exits(store: ContentStore) -> None:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_store_batch import clear_temps, killed_writers, temps, writes_denied
+from test_store_batch import CTX, clear_temps, killed_writers, temps, writes_denied
 
 from memora_storage.utils import canonical, disk, paths
 from memora_storage.utils import store as store_module
@@ -117,6 +117,85 @@ def test_a_symlinked_folder_pointing_outside_fails_each_of_its_files(
 	assert results[-1].changed and content_store.read(unit_path(1)) == unit(1, "v1")
 	assert [p.name for p in outside.rglob("*")] == ["P"]
 	assert temps(content_store) == []
+
+
+def _hold_folder_lock(root: str, lock_dir: str, path: str, held, release) -> None:
+	with ContentStore(root, lock_dir).lock(path):
+		held.set()
+		release.wait(30)
+
+
+def test_a_folder_whose_lock_is_held_fails_its_files_only(content_store: ContentStore) -> None:
+	held, release = CTX.Event(), CTX.Event()
+	holder = CTX.Process(
+		target=_hold_folder_lock,
+		args=(str(content_store.root), str(content_store.lock_dir), unit_path(9), held, release),
+	)
+	holder.start()
+	try:
+		assert held.wait(30)
+		waiting = ContentStore(
+			content_store.root,
+			content_store.lock_dir,
+			lock_timeout=0.2,
+			private_root=content_store.private_root,
+		)
+		files = {unit_path(n): unit(n, "v1") for n in range(3)}
+		files["plans/P/manifest.json"] = b"{}\n"
+		results = waiting.write_many(files)
+	finally:
+		release.set()
+		holder.join(30)
+	for result in results[:3]:
+		assert isinstance(result, FileOperationError) and "held the lock" in str(result)
+		assert result.operation == "write" and result.path in str(result)
+	assert results[3].changed and content_store.read("plans/P/manifest.json") == b"{}\n"
+	assert not (content_store.root / "units").exists()
+	assert temps(content_store) == []
+
+
+class _SlowFileLock(store_module.FileLock):
+	"""Holds each lock a moment before the next is asked for, as a lock on NFS may take (a round trip)."""
+
+	def acquire(self, *args, **kwargs):
+		proxy = super().acquire(*args, **kwargs)
+		time.sleep(0.002)
+		return proxy
+
+
+def _write_batches(root: str, lock_dir: str, private: str, batches: list[list[str]], rounds: int) -> None:
+	store_module.FileLock = _SlowFileLock  # in this child process only
+	store = ContentStore(root, lock_dir, lock_timeout=5, private_root=private)
+	for n in range(rounds):
+		for batch in batches:
+			results = store.write_many({path: f"{n}\n".encode() for path in batch})
+			assert all(isinstance(r, WriteResult) for r in results), results
+
+
+def test_batches_locking_the_same_folders_in_any_order_never_deadlock(content_store: ContentStore) -> None:
+	"""Sorted paths do not give sorted folders ('a/b.json' < 'a/b/c.json' but 'a/b/x.json' < 'a/z.json'):
+	a batch locking each folder as its first path came would hold `a` and wait for `a/b` while the other
+	holds `a/b` and waits for `a`."""
+	batches = [["a/b.json", "a/b/c.json"], ["a/b/x.json", "a/z.json"]]
+	writers = [
+		CTX.Process(
+			target=_write_batches,
+			args=(
+				str(content_store.root),
+				str(content_store.lock_dir),
+				str(content_store.private_root),
+				order,
+				100,
+			),
+		)
+		for order in (batches, batches[::-1])
+	]
+	for writer in writers:
+		writer.start()
+	for writer in writers:
+		writer.join(120)
+	assert [writer.exitcode for writer in writers] == [0, 0]
+	assert content_store.read("a/b/c.json") == b"99\n"
 
 
 def test_a_file_whose_folder_denies_the_write_fails_alone(content_store: ContentStore) -> None:

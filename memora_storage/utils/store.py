@@ -7,8 +7,10 @@ fsynced, and are renamed over the public file; the previous version is kept as a
 `private/memora_content/prev`. Both roots must be on one filesystem, so link(2) and rename(2) work
 between them; a write across two filesystems fails with a clear error instead of copying.
 
-A per-path `filelock.FileLock` (flock, honoured by NFSv4) on a file in `lock_dir` serialises writers
-across processes and hosts.
+A `filelock.FileLock` (flock, honoured by NFSv4) on a file in `lock_dir` serialises the writers of a
+path across processes and hosts. One lock covers a content folder, so the files of a folder share it:
+an import's Subject of a thousand new Units takes one lock, not a thousand, and makes no lock file for
+each new path (a file creation each, as dear as the content file's own).
 """
 
 import ctypes
@@ -21,7 +23,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,8 +47,9 @@ FILE_MODE = 0o644  # the web server (another user) must read what we write
 DIR_MODE = 0o755  # ...and enter the folders that hold it
 PRIVATE_DIR_MODE = 0o700  # nobody but the site's user enters the private root
 DEFAULT_LOCK_TIMEOUT = 60.0
-# Paths per `rewrite_batches` batch: each holds its lock file open, and the open-files hard limit may be
-# as low as 20,000; past a few hundred files, a larger batch saves no measurable sync time.
+# Paths per `rewrite_batches` batch: each folder holds its lock file and a descriptor open, and the
+# open-files hard limit may be as low as 20,000; past a few hundred files, a larger batch saves no
+# measurable sync time.
 DEFAULT_BATCH = 512
 # A batch of this many files or fewer is fsynced file by file: syncfs(2) flushes the whole filesystem,
 # others' dirty pages too (on the benchmark machine's ext4: one fsync 4.0 ms, one syncfs 5.3 ms, four
@@ -170,10 +173,19 @@ class ContentStore:
 				f"the private root {self.private_root} and the content root {self.root} must not contain each other"
 			)
 
+	def lock(self, path: str) -> AbstractContextManager[None]:
+		"""Hold the writer lock of one content path (also across hosts sharing `sites/`): its folder's.
+
+		A process holding it must not ask for it again, nor for another path of that folder: flock
+		would make it wait for itself.
+		"""
+		return self._folder_lock(_folder_of(validate_relpath(path)), path)
+
 	@contextmanager
-	def lock(self, path: str) -> Iterator[None]:
-		"""Hold the writer lock of one content path (also across hosts sharing `sites/`)."""
-		name = hashlib.sha1(validate_relpath(path).encode("utf-8")).hexdigest()
+	def _folder_lock(self, folder: str, path: str) -> Iterator[None]:
+		"""The writer lock of a content folder; `path` names the file it is taken for, in errors."""
+		# `.folder.lock`: the per-path locks of earlier versions were `SHA1.lock` in the same place.
+		name = hashlib.sha1(folder.encode("utf-8")).hexdigest()
 		if not self._lock_dir_made:
 			try:
 				self.lock_dir.mkdir(parents=True, exist_ok=True)
@@ -181,11 +193,29 @@ class ContentStore:
 				raise FileOperationError("lock", path, e) from e
 			self._lock_dir_made = True
 		try:
-			with FileLock(f"{self.lock_dir}/{name}.lock", timeout=self.lock_timeout):
+			with FileLock(f"{self.lock_dir}/{name}.folder.lock", timeout=self.lock_timeout):
 				yield
 		except Timeout as e:
 			held = TimeoutError(errno.ETIMEDOUT, f"another writer held the lock for {self.lock_timeout:g} s")
 			raise FileOperationError("lock", path, held) from e
+
+	def _lock_batch(self, paths: list[str], held: ExitStack) -> dict[str, FileOperationError]:
+		"""Take the writer locks of a batch's folders until `held` closes, each once and in sorted order,
+		so two batch writers never deadlock; returns, for each folder whose lock was not taken, why.
+		Invalid paths are skipped: they fail alone when staged."""
+		first: dict[str, str] = {}
+		for path in paths:
+			try:
+				first.setdefault(_folder_of(validate_relpath(path)), path)
+			except InvalidPathError:
+				continue
+		refused = {}
+		for folder in sorted(first):
+			try:
+				held.enter_context(self._folder_lock(folder, first[folder]))
+			except FileOperationError as e:
+				refused[folder] = e
+		return refused
 
 	def write(self, path: str, data: bytes) -> WriteResult:
 		"""Atomically replace the file at `path` with `data`; identical bytes leave file and `.prev` alone."""
@@ -235,7 +265,7 @@ class ContentStore:
 		sync, which makes every temp file whole on disk; each `.prev` and each file is then replaced by
 		one rename, so after a crash at any point every path holds its old or its new bytes, whole, and
 		its `.prev` a whole earlier version. A crash leaves only stale names under `tmp/` (`tidy`).
-		Each batch's writer locks are taken in sorted order and held until its folders are synced.
+		Each batch's folder locks are taken in sorted order and held until its folders are synced.
 		"""
 		if batch_size < 1:
 			raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -253,9 +283,10 @@ class ContentStore:
 
 		folders: dict[str, int | None] = {}
 		with ExitStack() as held:
+			refused = self._lock_batch(list(files), held)
 			staged = self._stage_all(
-				sorted(files),  # the lock order
-				lambda path: self._stage_write(path, files[path], held, folders),
+				list(files),
+				lambda path: self._stage_write(path, files[path], held, refused, folders),
 				results,
 				lambda path, e: FileOperationError("write", path, e),
 			)
@@ -284,7 +315,7 @@ class ContentStore:
 		results: dict,
 		failed: Callable[[str, BaseException], "FileOperationError | RewriteResult"],
 	) -> list["_Staged"]:
-		"""Stage each path in the order given (the lock order): the files to write; `results` takes the rest."""
+		"""Stage each path in the order given: the files to write; `results` takes the rest."""
 		staged = []
 		for path in paths:
 			try:
@@ -299,11 +330,10 @@ class ContentStore:
 		return staged
 
 	def _stage_write(
-		self, path: str, data: bytes, held: ExitStack, folders: dict[str, int | None]
+		self, path: str, data: bytes, held: ExitStack, refused: dict, folders: dict[str, int | None]
 	) -> "WriteResult | _Staged":
-		"""Lock `path` for the batch: a result if the file already holds `data`, else the file to write."""
-		validate_relpath(path)
-		held.enter_context(self.lock(path))
+		"""A result if the file already holds `data`, else the file to write."""
+		_check_locked(validate_relpath(path), refused)
 		folder = self._batch_folder(path, held, folders)
 		name = path.rpartition("/")[2]
 		current = self._current(folder, name, path)
@@ -318,7 +348,7 @@ class ContentStore:
 
 		A folder found missing is remembered as None, so the files of a new folder look for it once.
 		"""
-		relative = path.rpartition("/")[0]
+		relative = _folder_of(path)
 		if relative not in folders or (make and folders[relative] is None):
 			folder = self._make_folder(path) if make else self._open_folder(path)
 			if folder is not None:
@@ -353,11 +383,11 @@ class ContentStore:
 
 		A batch costs one filesystem sync (syncfs(2) of the private root's filesystem, which holds
 		every temp file) and one fsync per public folder, where `write` pays two fsyncs per file.
-		Each path's writer lock is held from before its bytes are read until its folder is synced, so
-		a `write` of the same path meanwhile waits and is never overwritten by bytes derived from
-		older ones; locks are taken in sorted order, so batch writers cannot deadlock each other.
-		Every lock holds a file open, as does each folder: keep `batch_size` far below the open-files
-		limit. Files that do not exist are reported `missing`; a file that cannot be read, transformed
+		Each path's writer lock (its folder's) is held from before its bytes are read until its folder
+		is synced, so a `write` of the same path meanwhile waits and is never overwritten by bytes
+		derived from older ones; locks are taken in sorted order, so batch writers cannot deadlock each
+		other. Every folder holds its lock file and a descriptor open: keep `batch_size` far below the
+		open-files limit. Files that do not exist are reported `missing`; a file that cannot be read, transformed
 		(an exception from `transform`) or replaced gets its `error`, and the others go on. The disk
 		guard runs once per batch, for the sum of its new files' sizes. `before_commit` sees the
 		changed files' results after their new bytes are durable and before any replaces its file;
@@ -396,9 +426,10 @@ class ContentStore:
 			results[item.path] = _failed("write", item.path, error, item.old_sha256)
 
 		with ExitStack() as held:
+			refused = self._lock_batch(batch, held)
 			staged = self._stage_all(
-				batch,  # sorted: the lock order
-				lambda path: self._stage(path, transform, held, folders),
+				batch,
+				lambda path: self._stage(path, transform, held, refused, folders),
 				results,
 				lambda path, e: _failed("rewrite", path, e),
 			)
@@ -425,11 +456,11 @@ class ContentStore:
 		path: str,
 		transform: Callable[[str, bytes], bytes | None],
 		held: ExitStack,
+		refused: dict,
 		folders: dict[str, int | None],
 	) -> "RewriteResult | _Staged":
-		"""Lock `path` for the batch and read and transform it: a result if it stays as it is."""
-		validate_relpath(path)
-		held.enter_context(self.lock(path))
+		"""Read and transform `path`, its folder locked for the batch: a result if it stays as it is."""
+		_check_locked(validate_relpath(path), refused)
 		folder = self._batch_folder(path, held, folders)
 		name = path.rpartition("/")[2]
 		if folder is None or self._current(folder, name, path) is None:
@@ -556,10 +587,10 @@ class ContentStore:
 		"""Move `.prev` files out of the public tree into the private root, and delete stale temp files.
 
 		Writers from before the private root kept `NAME.prev` and their `.NAME.XXXXXXXX.tmp` files beside the
-		content, where a guest could fetch them. Each backup moves under its path's writer lock (the one older
-		writers take too); when the private root already holds a more recent backup, the public one is
-		deleted. Temp files older than `min_temp_age` seconds, public or private, were left by killed writers.
-		`public=False` leaves the public tree unwalked, for a caller whose own walk saw nothing to move there.
+		content, where a guest could fetch them. Each backup moves under its path's writer lock; when the
+		private root already holds a more recent backup, the public one is deleted. Temp files older
+		than `min_temp_age` seconds, public or private, were left by killed writers. `public=False` leaves
+		the public tree unwalked, for a caller whose own walk saw nothing to move there.
 		"""
 		result = TidyResult()
 		cutoff = time.time() - min_temp_age
@@ -626,7 +657,7 @@ class ContentStore:
 
 	def _open_folder(self, path: str) -> int | None:
 		"""A descriptor of the public folder of `path`, checked to lie in the root; None if it does not exist."""
-		relative = path.rpartition("/")[0]
+		relative = _folder_of(path)
 		folder = os.path.join(self.root, relative) if relative else os.fspath(self.root)
 		try:
 			fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -817,6 +848,16 @@ class _Digest:
 		elif self._hex is None:
 			self._hex = canonical.sha256(self._data)
 		return self._hex
+
+
+def _folder_of(path: str) -> str:
+	return path.rpartition("/")[0]
+
+
+def _check_locked(path: str, refused: dict[str, FileOperationError]) -> None:
+	"""Raise why the batch could not lock the folder of `path`, if it could not."""
+	if (error := refused.get(_folder_of(path))) is not None:
+		raise FileOperationError("lock", path, error.cause)
 
 
 def _failed(operation: str, path: str, cause: BaseException, old_sha256: str | None = None) -> RewriteResult:
