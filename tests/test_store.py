@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from memora_storage.utils import canonical, disk, paths
+from memora_storage.utils import store as store_module
 from memora_storage.utils.paths import InvalidPathError
 from memora_storage.utils.store import FILE_MODE, ContentStore, FileOperationError, WriteResult
 
@@ -512,23 +513,43 @@ def lock_held_by_other_process(store: ContentStore) -> Iterator[None]:
 def test_writer_lock_is_held_across_processes(
 	tmp_path: Path, store: ContentStore, lock_held_by_other_process
 ) -> None:
-	"""The lock is the folder's: the other files of PATH's folder wait too, other folders do not."""
-	store.write("units/other.json", b"other folders are not blocked\n")
-	store.write("plans/P1/subjects/S1.json", b"nor are the folders below\n")
+	"""Paths share lock files by a hash (a fixed few of them): another path waits only if it shares
+	PATH's, one in LOCK_SLOTS."""
+	others = [f"units/U{n}.json" for n in range(5 * store_module.LOCK_SLOTS)]
+	sharing = next(path for path in others if store_module._slot_of(path) == store_module._slot_of(PATH))
+	free = next(path for path in others if store_module._slot_of(path) != store_module._slot_of(PATH))
+	store.write(free, b"other paths are not blocked\n")
 	blocked = ContentStore(store.root, store.lock_dir, lock_timeout=0.2)
-	for path in (PATH, "plans/P1/other.json"):
+	for path in (PATH, sharing):
 		with pytest.raises(FileOperationError, match=re.escape(f"could not lock content file {path!r}")):
 			blocked.write(path, b"must wait\n")
 		assert not (store.root / path).exists()
 
 
-def test_one_lock_file_per_folder(store: ContentStore) -> None:
-	"""A new path makes no lock file of its own: an import's thousand Units of a Subject make one."""
-	store.write_many({f"plans/P1/subjects/S1/units/U{n}.json": b"{}\n" for n in range(40)})
-	store.write_many({f"plans/P1/subjects/S{n}.json": b"[]\n" for n in range(3)})
-	store.write(PATH, b"{}\n")
-	store.write("root.json", b"{}\n")
-	assert len(list(store.lock_dir.iterdir())) == 4  # .../units, plans/P1/subjects, plans/P1, the root
+def test_lock_files_are_a_fixed_few(store: ContentStore) -> None:
+	"""A new path makes no lock file of its own once its slot has one: a site of 100,000 Units keeps
+	LOCK_SLOTS lock files, not 100,000."""
+	paths = [f"units/U{n}.json" for n in range(3 * store_module.LOCK_SLOTS)]
+	store.write_many({path: b"{}\n" for path in paths})
+	made = len(list(store.lock_dir.iterdir()))
+	assert made == len({store_module._slot_of(path) for path in paths}) <= store_module.LOCK_SLOTS
+	store.write_many({f"units/New{n}.json": b"{}\n" for n in range(100)})
+	assert len(list(store.lock_dir.iterdir())) - made < 10  # the few slots 3,072 paths missed
+
+
+def test_the_lock_files_of_earlier_versions_are_dropped(store: ContentStore) -> None:
+	store.write_many({f"units/U{n}.json": b"{}\n" for n in range(3)})
+	old = [hashlib.sha1(f"units/U{n}.json".encode()).hexdigest() + ".lock" for n in range(3)]
+	for name in old:
+		(store.lock_dir / name).touch()
+	(store.lock_dir / "notes.lock").touch()  # not one of ours: left alone
+	kept = sorted(p.name for p in store.lock_dir.iterdir() if p.name not in old)
+
+	assert store.drop_path_locks() == 3
+	assert sorted(p.name for p in store.lock_dir.iterdir()) == kept
+	assert store.drop_path_locks() == 0
+	assert store.write("units/U1.json", b"[]\n").changed  # the folder's lock is still there to take
+	assert ContentStore(store.root, store.lock_dir / "never-made").drop_path_locks() == 0
 
 
 def test_lock_is_free_again_after_the_holder_exits(store: ContentStore) -> None:

@@ -119,17 +119,17 @@ def test_a_symlinked_folder_pointing_outside_fails_each_of_its_files(
 	assert temps(content_store) == []
 
 
-def _hold_folder_lock(root: str, lock_dir: str, path: str, held, release) -> None:
+def _hold_lock(root: str, lock_dir: str, path: str, held, release) -> None:
 	with ContentStore(root, lock_dir).lock(path):
 		held.set()
 		release.wait(30)
 
 
-def test_a_folder_whose_lock_is_held_fails_its_files_only(content_store: ContentStore) -> None:
+def test_a_file_whose_lock_is_held_fails_alone(content_store: ContentStore) -> None:
 	held, release = CTX.Event(), CTX.Event()
 	holder = CTX.Process(
-		target=_hold_folder_lock,
-		args=(str(content_store.root), str(content_store.lock_dir), unit_path(9), held, release),
+		target=_hold_lock,
+		args=(str(content_store.root), str(content_store.lock_dir), unit_path(1), held, release),
 	)
 	holder.start()
 	try:
@@ -142,15 +142,18 @@ def test_a_folder_whose_lock_is_held_fails_its_files_only(content_store: Content
 		)
 		files = {unit_path(n): unit(n, "v1") for n in range(3)}
 		files["plans/P/manifest.json"] = b"{}\n"
+		assert len({store_module._slot_of(path) for path in files}) == 4
 		results = waiting.write_many(files)
 	finally:
 		release.set()
 		holder.join(30)
-	for result in results[:3]:
-		assert isinstance(result, FileOperationError) and "held the lock" in str(result)
-		assert result.operation == "write" and result.path in str(result)
-	assert results[3].changed and content_store.read("plans/P/manifest.json") == b"{}\n"
-	assert not (content_store.root / "units").exists()
+	locked = results[1]
+	assert isinstance(locked, FileOperationError) and "held the lock" in str(locked)
+	assert locked.operation == "write" and unit_path(1) in str(locked)
+	assert not content_store.exists(unit_path(1))
+	for path, result in zip(files, results, strict=True):
+		if path != unit_path(1):
+			assert result.changed and content_store.read(path) == files[path]
 	assert temps(content_store) == []
 
 
@@ -172,11 +175,11 @@ def _write_batches(root: str, lock_dir: str, private: str, batches: list[list[st
 			assert all(isinstance(r, WriteResult) for r in results), results
 
 
-def test_batches_locking_the_same_folders_in_any_order_never_deadlock(content_store: ContentStore) -> None:
-	"""Sorted paths do not give sorted folders ('a/b.json' < 'a/b/c.json' but 'a/b/x.json' < 'a/z.json'):
-	a batch locking each folder as its first path came would hold `a` and wait for `a/b` while the other
-	holds `a/b` and waits for `a`."""
-	batches = [["a/b.json", "a/b/c.json"], ["a/b/x.json", "a/z.json"]]
+def test_batches_locking_the_same_paths_in_any_order_never_deadlock(content_store: ContentStore) -> None:
+	"""`write_many` writes in the order given: a batch locking its paths in that order would hold
+	`a.json`'s lock and wait for `b.json`'s while the other holds `b.json`'s and waits for `a.json`'s."""
+	batches = [["a/b.json", "a/b/c.json"], ["a/b/c.json", "a/b.json"]]
+	assert store_module._slot_of(batches[0][0]) != store_module._slot_of(batches[0][1])
 	writers = [
 		CTX.Process(
 			target=_write_batches,

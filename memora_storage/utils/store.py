@@ -8,9 +8,11 @@ fsynced, and are renamed over the public file; the previous version is kept as a
 between them; a write across two filesystems fails with a clear error instead of copying.
 
 A `filelock.FileLock` (flock, honoured by NFSv4) on a file in `lock_dir` serialises the writers of a
-path across processes and hosts. One lock covers a content folder, so the files of a folder share it:
-an import's Subject of a thousand new Units takes one lock, not a thousand, and makes no lock file for
-each new path (a file creation each, as dear as the content file's own).
+path across processes and hosts. Paths share `LOCK_SLOTS` lock files, by a hash of the path: a new
+path makes no lock file of its own (a file creation, as dear as the content file's), the lock files
+stay a fixed few however many paths a site has, and two writers of different paths wait for each
+other only once in `LOCK_SLOTS` (a lock per folder would make every save of a Unit, all in `units/`,
+wait for any other).
 """
 
 import ctypes
@@ -18,6 +20,7 @@ import errno
 import hashlib
 import os
 import random
+import re
 import shutil
 import stat
 import threading
@@ -47,9 +50,12 @@ FILE_MODE = 0o644  # the web server (another user) must read what we write
 DIR_MODE = 0o755  # ...and enter the folders that hold it
 PRIVATE_DIR_MODE = 0o700  # nobody but the site's user enters the private root
 DEFAULT_LOCK_TIMEOUT = 60.0
-# Paths per `rewrite_batches` batch: each folder holds its lock file and a descriptor open, and the
-# open-files hard limit may be as low as 20,000; past a few hundred files, a larger batch saves no
-# measurable sync time.
+# Lock files that paths share, by a hash of the path. Every process and host writing a site must use the
+# same number: changing it lets an old and a new process write one path at once.
+LOCK_SLOTS = 1024
+# Paths per `rewrite_batches` batch: each holds its lock file open (shared with other paths at most),
+# and the open-files hard limit may be as low as 20,000; past a few hundred files, a larger batch saves
+# no measurable sync time.
 DEFAULT_BATCH = 512
 # A batch of this many files or fewer is fsynced file by file: syncfs(2) flushes the whole filesystem,
 # others' dirty pages too (on the benchmark machine's ext4: one fsync 4.0 ms, one syncfs 5.3 ms, four
@@ -60,6 +66,8 @@ THREADED_HASH_BYTES = 1 << 20  # from here on, hashing on a thread beside the wr
 READ_CHUNK = 1 << 18
 # link(2) answers these where a filesystem has no hard links; the previous version is then copied.
 _NO_HARD_LINKS = {errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
+
+_PATH_LOCK = re.compile(r"[0-9a-f]{40}\.lock")  # an earlier version's lock of one path: SHA1(path).lock
 
 _REASONS = {
 	errno.ENOSPC: "the disk is full",
@@ -174,18 +182,16 @@ class ContentStore:
 			)
 
 	def lock(self, path: str) -> AbstractContextManager[None]:
-		"""Hold the writer lock of one content path (also across hosts sharing `sites/`): its folder's.
+		"""Hold the writer lock of one content path (also across hosts sharing `sites/`).
 
-		A process holding it must not ask for it again, nor for another path of that folder: flock
-		would make it wait for itself.
+		Its lock file is shared with other paths (`LOCK_SLOTS`): a process holding it must write no
+		other path meanwhile, or flock may make it wait for itself.
 		"""
-		return self._folder_lock(_folder_of(validate_relpath(path)), path)
+		return self._slot_lock(_slot_of(validate_relpath(path)), path)
 
 	@contextmanager
-	def _folder_lock(self, folder: str, path: str) -> Iterator[None]:
-		"""The writer lock of a content folder; `path` names the file it is taken for, in errors."""
-		# `.folder.lock`: the per-path locks of earlier versions were `SHA1.lock` in the same place.
-		name = hashlib.sha1(folder.encode("utf-8")).hexdigest()
+	def _slot_lock(self, slot: int, path: str) -> Iterator[None]:
+		"""The writer lock of one slot; `path` names the file it is taken for, in errors."""
 		if not self._lock_dir_made:
 			try:
 				self.lock_dir.mkdir(parents=True, exist_ok=True)
@@ -193,28 +199,29 @@ class ContentStore:
 				raise FileOperationError("lock", path, e) from e
 			self._lock_dir_made = True
 		try:
-			with FileLock(f"{self.lock_dir}/{name}.folder.lock", timeout=self.lock_timeout):
+			# `slot-NNN.lock`: the per-path locks of earlier versions were `SHA1.lock` in the same place.
+			with FileLock(f"{self.lock_dir}/slot-{slot:03x}.lock", timeout=self.lock_timeout):
 				yield
 		except Timeout as e:
 			held = TimeoutError(errno.ETIMEDOUT, f"another writer held the lock for {self.lock_timeout:g} s")
 			raise FileOperationError("lock", path, held) from e
 
-	def _lock_batch(self, paths: list[str], held: ExitStack) -> dict[str, FileOperationError]:
-		"""Take the writer locks of a batch's folders until `held` closes, each once and in sorted order,
-		so two batch writers never deadlock; returns, for each folder whose lock was not taken, why.
-		Invalid paths are skipped: they fail alone when staged."""
-		first: dict[str, str] = {}
+	def _lock_batch(self, paths: list[str], held: ExitStack) -> dict[int, FileOperationError]:
+		"""Take the writer locks of a batch's paths until `held` closes, each slot once and in sorted
+		order, so two batch writers never deadlock; returns, for each slot whose lock was not taken,
+		why. Invalid paths are skipped: they fail alone when staged."""
+		first: dict[int, str] = {}
 		for path in paths:
 			try:
-				first.setdefault(_folder_of(validate_relpath(path)), path)
+				first.setdefault(_slot_of(validate_relpath(path)), path)
 			except InvalidPathError:
 				continue
 		refused = {}
-		for folder in sorted(first):
+		for slot in sorted(first):
 			try:
-				held.enter_context(self._folder_lock(folder, first[folder]))
+				held.enter_context(self._slot_lock(slot, first[slot]))
 			except FileOperationError as e:
-				refused[folder] = e
+				refused[slot] = e
 		return refused
 
 	def write(self, path: str, data: bytes) -> WriteResult:
@@ -265,7 +272,7 @@ class ContentStore:
 		sync, which makes every temp file whole on disk; each `.prev` and each file is then replaced by
 		one rename, so after a crash at any point every path holds its old or its new bytes, whole, and
 		its `.prev` a whole earlier version. A crash leaves only stale names under `tmp/` (`tidy`).
-		Each batch's folder locks are taken in sorted order and held until its folders are synced.
+		Each batch's writer locks are taken in sorted order and held until its folders are synced.
 		"""
 		if batch_size < 1:
 			raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -383,11 +390,11 @@ class ContentStore:
 
 		A batch costs one filesystem sync (syncfs(2) of the private root's filesystem, which holds
 		every temp file) and one fsync per public folder, where `write` pays two fsyncs per file.
-		Each path's writer lock (its folder's) is held from before its bytes are read until its folder
-		is synced, so a `write` of the same path meanwhile waits and is never overwritten by bytes
-		derived from older ones; locks are taken in sorted order, so batch writers cannot deadlock each
-		other. Every folder holds its lock file and a descriptor open: keep `batch_size` far below the
-		open-files limit. Files that do not exist are reported `missing`; a file that cannot be read, transformed
+		Each path's writer lock is held from before its bytes are read until its folder is synced, so
+		a `write` of the same path meanwhile waits and is never overwritten by bytes derived from
+		older ones; locks are taken in sorted order, so batch writers cannot deadlock each other.
+		Every lock holds a file open, as does each folder: keep `batch_size` far below the open-files
+		limit. Files that do not exist are reported `missing`; a file that cannot be read, transformed
 		(an exception from `transform`) or replaced gets its `error`, and the others go on. The disk
 		guard runs once per batch, for the sum of its new files' sizes. `before_commit` sees the
 		changed files' results after their new bytes are durable and before any replaces its file;
@@ -582,6 +589,22 @@ class ContentStore:
 			return _read_at(folder, name)
 		finally:
 			os.close(folder)
+
+	def drop_path_locks(self) -> int:
+		"""Delete the lock files of earlier versions, one per path ever written (`SHA1.lock`, a hundred
+		thousand for a site of as many Units); the folder locks that replaced them stay. Returns how
+		many were deleted."""
+		dropped = 0
+		try:
+			entries = os.scandir(self.lock_dir)
+		except FileNotFoundError:
+			return 0
+		with entries:
+			for entry in entries:
+				if _PATH_LOCK.fullmatch(entry.name):
+					_unlink_quietly(entry.path)
+					dropped += 1
+		return dropped
 
 	def tidy(self, min_temp_age: float = DEFAULT_TEMP_AGE, public: bool = True) -> TidyResult:
 		"""Move `.prev` files out of the public tree into the private root, and delete stale temp files.
@@ -854,9 +877,14 @@ def _folder_of(path: str) -> str:
 	return path.rpartition("/")[0]
 
 
-def _check_locked(path: str, refused: dict[str, FileOperationError]) -> None:
-	"""Raise why the batch could not lock the folder of `path`, if it could not."""
-	if (error := refused.get(_folder_of(path))) is not None:
+def _slot_of(path: str) -> int:
+	"""The lock slot of a content path: the same in every process and on every host."""
+	return int.from_bytes(hashlib.blake2b(path.encode("utf-8"), digest_size=4).digest(), "big") % LOCK_SLOTS
+
+
+def _check_locked(path: str, refused: dict[int, FileOperationError]) -> None:
+	"""Raise why the batch could not lock the slot of `path`, if it could not."""
+	if (error := refused.get(_slot_of(path))) is not None:
 		raise FileOperationError("lock", path, error.cause)
 
 
