@@ -209,13 +209,10 @@ class ContentStore:
 	def _lock_batch(self, paths: list[str], held: ExitStack) -> dict[int, FileOperationError]:
 		"""Take the writer locks of a batch's paths until `held` closes, each slot once and in sorted
 		order, so two batch writers never deadlock; returns, for each slot whose lock was not taken,
-		why. Invalid paths are skipped: they fail alone when staged."""
+		why. An invalid path takes a lock too, unread: it fails alone when staged."""
 		first: dict[int, str] = {}
 		for path in paths:
-			try:
-				first.setdefault(_slot_of(validate_relpath(path)), path)
-			except InvalidPathError:
-				continue
+			first.setdefault(_slot_of(path), path)
 		refused = {}
 		for slot in sorted(first):
 			try:
