@@ -52,7 +52,10 @@ PRIVATE_DIR_MODE = 0o700  # nobody but the site's user enters the private root
 DEFAULT_LOCK_TIMEOUT = 60.0
 # Lock files that paths share, by a hash of the path. Every process and host writing a site must use the
 # same number: changing it lets an old and a new process write one path at once.
-LOCK_SLOTS = 1024
+LOCK_SLOTS = 4096
+# How often a writer asks again for a lock another holds (filelock's default is 50 ms): a save waiting for
+# an import's batch gets in once it ends, not up to 50 ms later.
+LOCK_POLL = 0.005
 # Paths per `rewrite_batches` batch: each holds its lock file open (shared with other paths at most),
 # and the open-files hard limit may be as low as 20,000; past a few hundred files, a larger batch saves
 # no measurable sync time.
@@ -200,7 +203,8 @@ class ContentStore:
 			self._lock_dir_made = True
 		try:
 			# `slot-NNN.lock`: the per-path locks of earlier versions were `SHA1.lock` in the same place.
-			with FileLock(f"{self.lock_dir}/slot-{slot:03x}.lock", timeout=self.lock_timeout):
+			lock = FileLock(f"{self.lock_dir}/slot-{slot:03x}.lock", timeout=self.lock_timeout)
+			with lock.acquire(poll_interval=LOCK_POLL):
 				yield
 		except Timeout as e:
 			held = TimeoutError(errno.ETIMEDOUT, f"another writer held the lock for {self.lock_timeout:g} s")
