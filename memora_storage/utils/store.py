@@ -210,19 +210,19 @@ class ContentStore:
 			held = TimeoutError(errno.ETIMEDOUT, f"another writer held the lock for {self.lock_timeout:g} s")
 			raise FileOperationError("lock", path, held) from e
 
-	def _lock_batch(self, paths: list[str], held: ExitStack) -> dict[int, FileOperationError]:
+	def _lock_batch(self, paths: list[str], held: ExitStack) -> dict[str, FileOperationError]:
 		"""Take the writer locks of a batch's paths until `held` closes, each slot once and in sorted
-		order, so two batch writers never deadlock; returns, for each slot whose lock was not taken,
+		order, so two batch writers never deadlock; returns, for each path whose lock was not taken,
 		why. An invalid path takes a lock too, unread: it fails alone when staged."""
-		first: dict[int, str] = {}
+		slots: dict[int, list[str]] = {}
 		for path in paths:
-			first.setdefault(_slot_of(path), path)
+			slots.setdefault(_slot_of(path), []).append(path)
 		refused = {}
-		for slot in sorted(first):
+		for slot in sorted(slots):
 			try:
-				held.enter_context(self._slot_lock(slot, first[slot]))
+				held.enter_context(self._slot_lock(slot, slots[slot][0]))
 			except FileOperationError as e:
-				refused[slot] = e
+				refused.update({path: FileOperationError("lock", path, e.cause) for path in slots[slot]})
 		return refused
 
 	def write(self, path: str, data: bytes) -> WriteResult:
@@ -338,7 +338,12 @@ class ContentStore:
 		return staged
 
 	def _stage_write(
-		self, path: str, data: bytes, held: ExitStack, refused: dict, folders: dict[str, int | None]
+		self,
+		path: str,
+		data: bytes,
+		held: ExitStack,
+		refused: dict[str, FileOperationError],
+		folders: dict[str, int | None],
 	) -> "WriteResult | _Staged":
 		"""A result if the file already holds `data`, else the file to write."""
 		_check_locked(validate_relpath(path), refused)
@@ -464,10 +469,10 @@ class ContentStore:
 		path: str,
 		transform: Callable[[str, bytes], bytes | None],
 		held: ExitStack,
-		refused: dict,
+		refused: dict[str, FileOperationError],
 		folders: dict[str, int | None],
 	) -> "RewriteResult | _Staged":
-		"""Read and transform `path`, its folder locked for the batch: a result if it stays as it is."""
+		"""Read and transform `path`, its lock held for the batch: a result if it stays as it is."""
 		_check_locked(validate_relpath(path), refused)
 		folder = self._batch_folder(path, held, folders)
 		name = path.rpartition("/")[2]
@@ -593,7 +598,7 @@ class ContentStore:
 
 	def drop_path_locks(self) -> int:
 		"""Delete the lock files of earlier versions, one per path ever written (`SHA1.lock`, a hundred
-		thousand for a site of as many Units); the folder locks that replaced them stay. Returns how
+		thousand for a site of as many Units); the shared slot locks that replaced them stay. Returns how
 		many were deleted."""
 		dropped = 0
 		try:
@@ -883,10 +888,10 @@ def _slot_of(path: str) -> int:
 	return int.from_bytes(hashlib.blake2b(path.encode("utf-8"), digest_size=4).digest(), "big") % LOCK_SLOTS
 
 
-def _check_locked(path: str, refused: dict[int, FileOperationError]) -> None:
-	"""Raise why the batch could not lock the slot of `path`, if it could not."""
-	if (error := refused.get(_slot_of(path))) is not None:
-		raise FileOperationError("lock", path, error.cause)
+def _check_locked(path: str, refused: dict[str, FileOperationError]) -> None:
+	"""Raise why the batch could not take the lock of `path`, if it could not."""
+	if (error := refused.get(path)) is not None:
+		raise error
 
 
 def _failed(operation: str, path: str, cause: BaseException, old_sha256: str | None = None) -> RewriteResult:
