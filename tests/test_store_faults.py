@@ -157,9 +157,12 @@ def _write_forever(root: str, lock_dir: str, run: int, ready) -> None:
 	"""Write versions of PATH until killed; rendered beforehand, so nearly all the time is spent writing."""
 	store = ContentStore(root, lock_dir)
 	versions = [payload(run, seq, BIG) for seq in range(8)]
+	# Two writes before the kills may land: the first run's first write keeps no `.prev` (nothing came
+	# before it), and a kill during its second, before `.prev` is made, would find none.
 	store.write(PATH, versions[0])
+	store.write(PATH, versions[1])
 	ready.set()
-	seq = 1
+	seq = 2
 	while True:
 		store.write(PATH, versions[seq % len(versions)])
 		seq += 1
